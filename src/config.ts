@@ -1,0 +1,132 @@
+/**
+ * The one typed configuration module. Every setting has the default of DESIGN §7 and can be
+ * overridden by an environment variable; nothing else in the code base reads `process.env`.
+ */
+import { z } from 'zod';
+
+const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+const envSchema = z.object({
+  DATABASE_URL: z.string().min(1).optional(),
+  TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  DORMOUSE_TASK_QUEUE: z.string().min(1).default('dormouse'),
+  DORMOUSE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+
+  DORMOUSE_GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
+  DORMOUSE_GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(6420),
+  /** Where runners and clients reach the gateway; derived from host and port when unset. */
+  DORMOUSE_GATEWAY_URL: z.string().url().optional(),
+  DORMOUSE_GATEWAY_ID: z.string().min(1).optional(),
+  /** Largest management-API or tunnelled HTTP body. */
+  DORMOUSE_MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  /** How long a tunnelled HTTP request waits for its actor to answer. */
+  DORMOUSE_REQUEST_TIMEOUT_MS: ms(60 * SECOND),
+
+  DORMOUSE_HIBERNATION_THRESHOLD_MS: ms(90 * SECOND),
+  DORMOUSE_START_THRESHOLD_MS: ms(30 * SECOND),
+  DORMOUSE_STOP_THRESHOLD_MS: ms(5 * MINUTE),
+  DORMOUSE_RUNNER_PING_MS: ms(3 * SECOND),
+  DORMOUSE_RUNNER_LOST_MS: ms(15 * SECOND),
+  DORMOUSE_WAKE_TIMEOUT_MS: ms(90 * SECOND),
+  DORMOUSE_ACK_TIMEOUT_MS: ms(30 * SECOND),
+  DORMOUSE_PENDING_FRAMES: z.coerce.number().int().positive().default(65_535),
+  DORMOUSE_PENDING_BYTES: z.coerce.number().int().positive().default(128 * 1024 * 1024),
+  DORMOUSE_BACKOFF_BASE_MS: ms(2 * SECOND),
+  DORMOUSE_BACKOFF_MAX_EXPONENT: z.coerce.number().int().min(0).max(20).default(8),
+  DORMOUSE_BACKOFF_RESET_MS: ms(10 * MINUTE),
+  DORMOUSE_SLEEP_AFTER_MS: ms(30 * SECOND),
+  DORMOUSE_REAPER_INTERVAL_MS: ms(5 * SECOND),
+  /** Acknowledged commands are kept this long (for audit and idempotent retries), then trimmed. */
+  DORMOUSE_COMMAND_RETENTION_MS: ms(10 * MINUTE),
+
+  /** Runner side: which pool it joins, how many actors it hosts. */
+  DORMOUSE_RUNNER_POOL: z.string().min(1).default('default'),
+  DORMOUSE_RUNNER_CAPACITY: z.coerce.number().int().positive().default(1000),
+  /** Worker side: a prebuilt workflow bundle (see src/workflow-bundle.ts). */
+  DORMOUSE_WORKFLOW_BUNDLE: z.string().min(1).optional(),
+  DORMOUSE_WORKER_SHUTDOWN_GRACE_MS: ms(10 * SECOND),
+});
+
+export interface Timing {
+  hibernationThresholdMs: number;
+  gatewayHeartbeatMs: number;
+  startThresholdMs: number;
+  stopThresholdMs: number;
+  runnerPingMs: number;
+  runnerLostMs: number;
+  wakeTimeoutMs: number;
+  ackTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffMaxExponent: number;
+  backoffResetMs: number;
+  sleepAfterMs: number;
+  reaperIntervalMs: number;
+  commandRetentionMs: number;
+}
+
+export interface Config {
+  databaseUrl: string | undefined;
+  temporal: { address: string; namespace: string; taskQueue: string };
+  logLevel: z.infer<typeof envSchema>['DORMOUSE_LOG_LEVEL'];
+  gateway: {
+    host: string;
+    port: number;
+    url: string;
+    id: string | undefined;
+    maxBodyBytes: number;
+    requestTimeoutMs: number;
+    pendingFrames: number;
+    pendingBytes: number;
+  };
+  runner: { pool: string; capacity: number };
+  worker: { workflowBundle: string | undefined; shutdownGraceMs: number };
+  timing: Timing;
+}
+
+export class ConfigError extends Error {}
+
+/** Reads the configuration from an environment (by default the process's). Throws ConfigError. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE, taskQueue: e.DORMOUSE_TASK_QUEUE },
+    logLevel: e.DORMOUSE_LOG_LEVEL,
+    gateway: {
+      host: e.DORMOUSE_GATEWAY_HOST,
+      port: e.DORMOUSE_GATEWAY_PORT,
+      url: e.DORMOUSE_GATEWAY_URL ?? `http://${e.DORMOUSE_GATEWAY_HOST}:${e.DORMOUSE_GATEWAY_PORT}`,
+      id: e.DORMOUSE_GATEWAY_ID,
+      maxBodyBytes: e.DORMOUSE_MAX_BODY_BYTES,
+      requestTimeoutMs: e.DORMOUSE_REQUEST_TIMEOUT_MS,
+      pendingFrames: e.DORMOUSE_PENDING_FRAMES,
+      pendingBytes: e.DORMOUSE_PENDING_BYTES,
+    },
+    runner: { pool: e.DORMOUSE_RUNNER_POOL, capacity: e.DORMOUSE_RUNNER_CAPACITY },
+    worker: { workflowBundle: e.DORMOUSE_WORKFLOW_BUNDLE, shutdownGraceMs: e.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS },
+    timing: {
+      hibernationThresholdMs: e.DORMOUSE_HIBERNATION_THRESHOLD_MS,
+      gatewayHeartbeatMs: Math.floor(e.DORMOUSE_HIBERNATION_THRESHOLD_MS / 2),
+      startThresholdMs: e.DORMOUSE_START_THRESHOLD_MS,
+      stopThresholdMs: e.DORMOUSE_STOP_THRESHOLD_MS,
+      runnerPingMs: e.DORMOUSE_RUNNER_PING_MS,
+      runnerLostMs: e.DORMOUSE_RUNNER_LOST_MS,
+      wakeTimeoutMs: e.DORMOUSE_WAKE_TIMEOUT_MS,
+      ackTimeoutMs: e.DORMOUSE_ACK_TIMEOUT_MS,
+      backoffBaseMs: e.DORMOUSE_BACKOFF_BASE_MS,
+      backoffMaxExponent: e.DORMOUSE_BACKOFF_MAX_EXPONENT,
+      backoffResetMs: e.DORMOUSE_BACKOFF_RESET_MS,
+      sleepAfterMs: e.DORMOUSE_SLEEP_AFTER_MS,
+      reaperIntervalMs: e.DORMOUSE_REAPER_INTERVAL_MS,
+      commandRetentionMs: e.DORMOUSE_COMMAND_RETENTION_MS,
+    },
+  };
+}

@@ -1,0 +1,246 @@
+/** Queries on the `actors` registry. The actor workflow is the only writer of state and generation. */
+import type { ActorState, CrashPolicy } from '../workflows/actor-api.js';
+import { ACTOR_STATE_CHANNEL } from './channels.js';
+import { inTransaction, type Db, type Queryable } from './pool.js';
+
+/** The public shape of an actor (DESIGN §6). */
+export interface Actor {
+  actorId: string;
+  name: string;
+  key: string | null;
+  input: unknown;
+  crashPolicy: CrashPolicy;
+  state: ActorState;
+  generation: number;
+  runnerId: string | null;
+  crashCount: number;
+  lastError: unknown;
+  createdAt: string;
+  destroyedAt: string | null;
+}
+
+interface ActorRow {
+  actor_id: string;
+  name: string;
+  key: string | null;
+  input: unknown;
+  crash_policy: CrashPolicy;
+  state: ActorState;
+  generation: number;
+  runner_id: string | null;
+  crash_count: number;
+  last_error: unknown;
+  created_at: Date;
+  destroyed_at: Date | null;
+}
+
+const COLUMNS =
+  'actor_id, name, key, input, crash_policy, state, generation, runner_id, crash_count, last_error, created_at, destroyed_at';
+
+function toActor(row: ActorRow): Actor {
+  return {
+    actorId: row.actor_id,
+    name: row.name,
+    key: row.key,
+    input: row.input,
+    crashPolicy: row.crash_policy,
+    state: row.state,
+    generation: row.generation,
+    runnerId: row.runner_id,
+    crashCount: row.crash_count,
+    lastError: row.last_error,
+    createdAt: row.created_at.toISOString(),
+    destroyedAt: row.destroyed_at ? row.destroyed_at.toISOString() : null,
+  };
+}
+
+export interface NewActor {
+  actorId: string;
+  name: string;
+  key: string | null;
+  input: unknown;
+  crashPolicy: CrashPolicy;
+}
+
+/** Inserts a new actor; returns null when a live actor already holds (name, key). */
+export async function insertActor(db: Queryable, actor: NewActor): Promise<Actor | null> {
+  const { rows } = await db.query<ActorRow>(
+    `INSERT INTO actors (actor_id, name, key, input, crash_policy)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (name, key) WHERE destroyed_at IS NULL AND key IS NOT NULL DO NOTHING
+     RETURNING ${COLUMNS}`,
+    [actor.actorId, actor.name, actor.key, JSON.stringify(actor.input ?? null), actor.crashPolicy],
+  );
+  return rows[0] ? toActor(rows[0]) : null;
+}
+
+/**
+ * Atomic get-or-create by (name, key): concurrent callers all get the one actor. The insert and
+ * the fallback read run in a loop because a concurrent destroy can free the key in between.
+ */
+export async function getOrCreateActor(db: Queryable, actor: NewActor & { key: string }): Promise<{ actor: Actor; created: boolean }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const inserted = await insertActor(db, actor);
+    if (inserted) return { actor: inserted, created: true };
+    const existing = await findLiveActorByKey(db, actor.name, actor.key);
+    if (existing) return { actor: existing, created: false };
+  }
+  throw new Error(`could not get or create actor ${actor.name}/${actor.key}: key kept changing hands`);
+}
+
+export async function getActor(db: Queryable, actorId: string): Promise<Actor | null> {
+  const { rows } = await db.query<ActorRow>(`SELECT ${COLUMNS} FROM actors WHERE actor_id = $1`, [actorId]);
+  return rows[0] ? toActor(rows[0]) : null;
+}
+
+export async function findLiveActorByKey(db: Queryable, name: string, key: string): Promise<Actor | null> {
+  const { rows } = await db.query<ActorRow>(
+    `SELECT ${COLUMNS} FROM actors WHERE name = $1 AND key = $2 AND destroyed_at IS NULL`,
+    [name, key],
+  );
+  return rows[0] ? toActor(rows[0]) : null;
+}
+
+export async function listActors(db: Queryable, filter: { name?: string; key?: string; limit: number }): Promise<Actor[]> {
+  const { rows } = await db.query<ActorRow>(
+    `SELECT ${COLUMNS} FROM actors
+     WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR key = $2) AND destroyed_at IS NULL
+     ORDER BY created_at, actor_id LIMIT $3`,
+    [filter.name ?? null, filter.key ?? null, filter.limit],
+  );
+  return rows.map(toActor);
+}
+
+/**
+ * Chooses a runner for `generation` of an actor and records it. Idempotent for a retried
+ * activity: if the actor already holds `generation`, the runner chosen then is returned.
+ * Returns null when no live runner hosting this actor's name has free capacity.
+ */
+export async function allocateActor(
+  db: Db,
+  args: { actorId: string; generation: number; runnerLostMs: number },
+): Promise<{ runnerId: string } | null> {
+  return inTransaction(db, async (tx) => {
+    const { rows: actorRows } = await tx.query<{ name: string; generation: number; runner_id: string | null }>(
+      'SELECT name, generation, runner_id FROM actors WHERE actor_id = $1 FOR UPDATE',
+      [args.actorId],
+    );
+    const actor = actorRows[0];
+    if (!actor) throw new Error(`actor ${args.actorId} does not exist`);
+    if (actor.generation === args.generation && actor.runner_id) return { runnerId: actor.runner_id };
+    if (actor.generation >= args.generation) {
+      throw new Error(`actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`);
+    }
+    // Least-loaded live runner that hosts this actor type; SKIP LOCKED lets concurrent
+    // allocations pick different runners instead of queueing on one row.
+    const { rows: runnerRows } = await tx.query<{ runner_id: string }>(
+      `SELECT runner_id FROM runners
+       WHERE lost_at IS NULL AND drained_at IS NULL AND gateway_id IS NOT NULL
+         AND allocated < capacity AND $1 = ANY(actor_names)
+         AND last_ping_at > now() - make_interval(secs => $2::double precision / 1000)
+       ORDER BY allocated::float / capacity, last_ping_at DESC
+       LIMIT 1 FOR UPDATE SKIP LOCKED`,
+      [actor.name, args.runnerLostMs],
+    );
+    const runner = runnerRows[0];
+    if (!runner) return null;
+    if (actor.runner_id) await releaseSlot(tx, actor.runner_id);
+    await tx.query('UPDATE runners SET allocated = allocated + 1 WHERE runner_id = $1', [runner.runner_id]);
+    await tx.query(
+      `UPDATE actors SET generation = $2, runner_id = $3, state = 'starting', connectable = false WHERE actor_id = $1`,
+      [args.actorId, args.generation, runner.runner_id],
+    );
+    await notifyState(tx, args.actorId, 'starting', args.generation);
+    return { runnerId: runner.runner_id };
+  });
+}
+
+async function releaseSlot(tx: Queryable, runnerId: string): Promise<void> {
+  await tx.query('UPDATE runners SET allocated = greatest(allocated - 1, 0) WHERE runner_id = $1', [runnerId]);
+}
+
+async function notifyState(tx: Queryable, actorId: string, state: ActorState, generation: number): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [ACTOR_STATE_CHANNEL, JSON.stringify({ actorId, state, generation })]);
+}
+
+export interface StateChange {
+  actorId: string;
+  generation: number;
+  state: Exclude<ActorState, 'destroyed'>;
+  crashCount: number;
+  lastError: string | null;
+  alarmTs: number | null;
+}
+
+/**
+ * Records a state the workflow moved to and notifies gateways. Leaving the runner (sleeping,
+ * backoff, allocating) frees its slot. A write for an older generation changes nothing.
+ */
+export async function recordActorState(db: Db, change: StateChange): Promise<void> {
+  const leavesRunner = change.state === 'sleeping' || change.state === 'backoff' || change.state === 'allocating';
+  await inTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ runner_id: string | null }>(
+      'SELECT runner_id FROM actors WHERE actor_id = $1 AND generation = $2 AND destroyed_at IS NULL FOR UPDATE',
+      [change.actorId, change.generation],
+    );
+    const row = rows[0];
+    if (!row) return;
+    if (leavesRunner && row.runner_id) await releaseSlot(tx, row.runner_id);
+    await tx.query(
+      `UPDATE actors SET state = $2,
+         runner_id = CASE WHEN $3 THEN NULL ELSE runner_id END,
+         connectable = ($2 = 'running'),
+         crash_count = $4,
+         last_error = $5::jsonb,
+         sleep_ts = CASE WHEN $2 = 'sleeping' THEN now() ELSE sleep_ts END,
+         alarm_ts = to_timestamp($6::double precision / 1000)
+       WHERE actor_id = $1`,
+      [change.actorId, change.state, leavesRunner, change.crashCount, JSON.stringify(change.lastError), change.alarmTs],
+    );
+    await notifyState(tx, change.actorId, change.state, change.generation);
+  });
+}
+
+/**
+ * Marks an actor destroyed whatever its generation: frees its key and runner slot and deletes
+ * its storage and hibernating requests. Idempotent.
+ */
+export async function destroyActor(db: Db, actorId: string): Promise<void> {
+  await inTransaction(db, async (tx) => {
+    const { rows } = await tx.query<{ runner_id: string | null; generation: number }>(
+      'SELECT runner_id, generation FROM actors WHERE actor_id = $1 AND destroyed_at IS NULL FOR UPDATE',
+      [actorId],
+    );
+    const row = rows[0];
+    if (!row) return;
+    if (row.runner_id) await releaseSlot(tx, row.runner_id);
+    await tx.query(
+      `UPDATE actors SET state = 'destroyed', runner_id = NULL, connectable = false, destroyed_at = now() WHERE actor_id = $1`,
+      [actorId],
+    );
+    await tx.query('DELETE FROM actor_kv WHERE actor_id = $1', [actorId]);
+    await tx.query('DELETE FROM hibernating_requests WHERE actor_id = $1', [actorId]);
+    await notifyState(tx, actorId, 'destroyed', row.generation);
+  });
+}
+
+/** Actors still placed on a runner that has been declared lost: the reaper signals them. */
+export async function actorsOnLostRunners(db: Queryable): Promise<{ actorId: string; runnerId: string }[]> {
+  const { rows } = await db.query<{ actor_id: string; runner_id: string }>(
+    `SELECT a.actor_id, a.runner_id FROM actors a JOIN runners r USING (runner_id)
+     WHERE r.lost_at IS NOT NULL AND a.destroyed_at IS NULL`,
+  );
+  return rows.map((r) => ({ actorId: r.actor_id, runnerId: r.runner_id }));
+}
+
+/** Actors created a while ago whose workflow never took its first step (a crash after insert). */
+export async function orphanedActors(db: Queryable, olderThanMs: number): Promise<Actor[]> {
+  const { rows } = await db.query<ActorRow>(
+    `SELECT ${COLUMNS} FROM actors
+     WHERE generation = 0 AND state = 'allocating' AND destroyed_at IS NULL
+       AND created_at < now() - make_interval(secs => $1::double precision / 1000)
+     LIMIT 100`,
+    [olderThanMs],
+  );
+  return rows.map(toActor);
+}

@@ -1,0 +1,30 @@
+/** Queries on the `gateways` table. */
+import type { Queryable } from './pool.js';
+
+/**
+ * Registers a starting gateway. A gateway that restarts under the same id holds none of its
+ * old sockets any more, so their rows go before its heartbeat could make them live again.
+ */
+export async function registerGateway(db: Queryable, gatewayId: string, address: string): Promise<void> {
+  await db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1', [gatewayId]);
+  await db.query(
+    `INSERT INTO gateways (gateway_id, address) VALUES ($1, $2)
+     ON CONFLICT (gateway_id) DO UPDATE SET address = excluded.address, started_at = now(), last_ping_at = now()`,
+    [gatewayId, address],
+  );
+}
+
+/**
+ * The gateway heartbeat: one UPDATE per gateway per tick, however many hibernating sockets it
+ * holds. It keeps every one of the gateway's `hibernating_requests` rows live (DESIGN §3).
+ */
+export async function heartbeatGateway(db: Queryable, gatewayId: string): Promise<void> {
+  const result = await db.query('UPDATE gateways SET last_ping_at = now() WHERE gateway_id = $1', [gatewayId]);
+  if (result.rowCount === 0) throw new Error(`gateway ${gatewayId} is not registered`);
+}
+
+/** A clean shutdown: the gateway's rows go with it. */
+export async function unregisterGateway(db: Queryable, gatewayId: string): Promise<void> {
+  await db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1', [gatewayId]);
+  await db.query('DELETE FROM gateways WHERE gateway_id = $1', [gatewayId]);
+}

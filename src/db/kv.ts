@@ -1,0 +1,63 @@
+/**
+ * Actor KV storage, reached by runners only through the gateway. Every operation is fenced: it
+ * runs only while the registry places the actor on that runner at that generation, so a
+ * runner that lost its actor cannot write over its successor.
+ */
+import type { KvEntry, KvOp } from '../protocol/runner-protocol.js';
+import { inTransaction, type Db } from './pool.js';
+
+export interface KvFence {
+  actorId: string;
+  runnerId: string;
+  generation: number;
+}
+
+export class FenceError extends Error {
+  readonly code = 'fenced';
+}
+
+export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry[]> {
+  return inTransaction(db, async (tx) => {
+    // FOR SHARE: a concurrent allocation (which takes FOR UPDATE) waits until this op is done.
+    const { rowCount } = await tx.query(
+      `SELECT 1 FROM actors WHERE actor_id = $1 AND runner_id = $2 AND generation = $3
+         AND state IN ('starting', 'running', 'stopping') FOR SHARE`,
+      [fence.actorId, fence.runnerId, fence.generation],
+    );
+    if (!rowCount) {
+      throw new FenceError(`actor ${fence.actorId} generation ${fence.generation} is not placed on runner ${fence.runnerId}`);
+    }
+    switch (op.kind) {
+      case 'get': {
+        const { rows } = await tx.query<{ key: string; value: Buffer }>(
+          'SELECT key, value FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])',
+          [fence.actorId, op.keys],
+        );
+        const found = new Map(rows.map((r) => [r.key, r.value.toString('base64')]));
+        return op.keys.map((key) => ({ key, value: found.get(key) ?? null }));
+      }
+      case 'put': {
+        if (op.entries.length > 0) {
+          await tx.query(
+            `INSERT INTO actor_kv (actor_id, key, value)
+             SELECT $1, k, decode(v, 'base64') FROM unnest($2::text[], $3::text[]) AS e(k, v)
+             ON CONFLICT (actor_id, key) DO UPDATE SET value = excluded.value`,
+            [fence.actorId, op.entries.map((e) => e.key), op.entries.map((e) => e.value)],
+          );
+        }
+        return [];
+      }
+      case 'delete': {
+        await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [fence.actorId, op.keys]);
+        return [];
+      }
+      case 'list': {
+        const { rows } = await tx.query<{ key: string; value: Buffer }>(
+          `SELECT key, value FROM actor_kv WHERE actor_id = $1 AND starts_with(key, $2) ORDER BY key`,
+          [fence.actorId, op.prefix],
+        );
+        return rows.map((r) => ({ key: r.key, value: r.value.toString('base64') }));
+      }
+    }
+  });
+}

@@ -1,0 +1,74 @@
+/** Queries on the `runners` table: connection, liveness, loss. */
+import type { Queryable } from './pool.js';
+
+export interface RunnerHello {
+  runnerId: string;
+  name: string;
+  pool: string;
+  capacity: number;
+  actorNames: string[];
+  protocolVersion: number;
+  gatewayId: string;
+}
+
+/**
+ * Records a runner's (re)connection through a gateway. A runner that had been declared lost
+ * comes back with an empty slate: its actors were moved, so its allocation restarts at the
+ * actors still placed on it.
+ */
+export async function connectRunner(db: Queryable, hello: RunnerHello): Promise<void> {
+  await db.query(
+    `INSERT INTO runners (runner_id, name, pool, actor_names, capacity, protocol_version, gateway_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (runner_id) DO UPDATE SET
+       name = excluded.name, pool = excluded.pool, actor_names = excluded.actor_names,
+       capacity = excluded.capacity, protocol_version = excluded.protocol_version,
+       gateway_id = excluded.gateway_id, connected_at = now(), last_ping_at = now(), lost_at = NULL, drained_at = NULL,
+       allocated = (SELECT count(*) FROM actors a WHERE a.runner_id = excluded.runner_id)`,
+    [hello.runnerId, hello.name, hello.pool, hello.actorNames, hello.capacity, hello.protocolVersion, hello.gatewayId],
+  );
+}
+
+/** One write for all the runners a gateway holds: their pings since the last flush. */
+export async function touchRunners(db: Queryable, gatewayId: string, runnerIds: string[]): Promise<void> {
+  if (runnerIds.length === 0) return;
+  await db.query(
+    'UPDATE runners SET last_ping_at = now() WHERE runner_id = ANY($1::uuid[]) AND gateway_id = $2 AND lost_at IS NULL',
+    [runnerIds, gatewayId],
+  );
+}
+
+/** The runner's socket closed; it keeps its actors until it reconnects or is declared lost. */
+export async function disconnectRunner(db: Queryable, runnerId: string, gatewayId: string): Promise<void> {
+  await db.query('UPDATE runners SET gateway_id = NULL WHERE runner_id = $1 AND gateway_id = $2', [runnerId, gatewayId]);
+}
+
+/** Declares lost every runner whose last ping is older than the threshold; returns their ids. */
+export async function markLostRunners(db: Queryable, lostMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ runner_id: string }>(
+    `UPDATE runners SET lost_at = now(), gateway_id = NULL, allocated = 0
+     WHERE lost_at IS NULL AND last_ping_at < now() - make_interval(secs => $1::double precision / 1000)
+     RETURNING runner_id`,
+    [lostMs],
+  );
+  return rows.map((r) => r.runner_id);
+}
+
+/** Which (actor, generation) pairs a runner may keep: those the registry places on it. */
+export async function actorsPlacedOn(db: Queryable, runnerId: string): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ actor_id: string; generation: number }>(
+    'SELECT actor_id, generation FROM actors WHERE runner_id = $1',
+    [runnerId],
+  );
+  return new Map(rows.map((r) => [r.actor_id, r.generation]));
+}
+
+export async function connectedRunnerCount(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM runners WHERE gateway_id IS NOT NULL AND lost_at IS NULL');
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** The runner is shutting down: no new allocations go to it. */
+export async function drainRunner(db: Queryable, runnerId: string): Promise<void> {
+  await db.query('UPDATE runners SET drained_at = now() WHERE runner_id = $1', [runnerId]);
+}

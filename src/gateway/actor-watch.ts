@@ -1,0 +1,100 @@
+/**
+ * Waiting for an actor to be running, driven by the registry's state notifications (never by
+ * polling): subscribe, read the row, and read again on every notice for that actor, until it
+ * runs or the deadline passes. A sleeping actor is woken on the way.
+ */
+import { getActor, type Actor } from '../db/actors.js';
+import type { ActorStateNotice } from '../db/channels.js';
+import type { Db } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { HttpError } from './errors.js';
+
+export interface WaitOptions {
+  /** Absolute Date.now() deadline. */
+  deadline: number;
+  /** Wakes the actor; called at most once per wait, when it is asleep or going to sleep. */
+  wake: () => Promise<void>;
+  /** A generation known to be gone (its runner said so): wait for a newer one. */
+  staleGeneration?: number;
+}
+
+export class ActorWatch {
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+  ) {}
+
+  /** Handles one `dormouse_actor_state` notification payload. */
+  onNotice(payload: string): void {
+    let notice: ActorStateNotice;
+    try {
+      notice = JSON.parse(payload) as ActorStateNotice;
+    } catch {
+      this.log.warn({ payload }, 'unreadable actor state notice');
+      return;
+    }
+    for (const waiter of this.waiters.get(notice.actorId) ?? []) waiter();
+  }
+
+  /** Notices may have been missed: every waiter reads again. */
+  onReconnect(): void {
+    for (const set of this.waiters.values()) for (const waiter of set) waiter();
+  }
+
+  async waitUntilRunning(actorId: string, options: WaitOptions): Promise<Actor & { runnerId: string }> {
+    let changed = this.nextChange(actorId);
+    let woken = false;
+    try {
+      for (;;) {
+        const actor = await getActor(this.db, actorId);
+        if (!actor) throw new HttpError(404, 'actor_not_found', `no actor ${actorId}`);
+        if (actor.state === 'destroyed') throw new HttpError(404, 'actor_destroyed', `actor ${actorId} was destroyed`);
+        const stale = options.staleGeneration !== undefined && actor.generation <= options.staleGeneration;
+        if (actor.state === 'running' && actor.runnerId && !stale) return { ...actor, runnerId: actor.runnerId };
+        if (!woken && (actor.state === 'sleeping' || actor.state === 'stopping' || stale)) {
+          woken = true;
+          await options.wake();
+        }
+        const remaining = options.deadline - Date.now();
+        if (remaining <= 0 || !(await changed.within(remaining))) {
+          throw new HttpError(503, 'actor_unavailable', `actor ${actorId} did not become ready in time (state ${actor.state})`);
+        }
+        changed = this.nextChange(actorId);
+      }
+    } finally {
+      changed.cancel();
+    }
+  }
+
+  /** A one-shot subscription to the next notice about an actor. */
+  private nextChange(actorId: string): { within(ms: number): Promise<boolean>; cancel(): void } {
+    let fired = false;
+    let resolveWait: ((value: boolean) => void) | null = null;
+    const waiter = () => {
+      fired = true;
+      resolveWait?.(true);
+    };
+    const set = this.waiters.get(actorId) ?? new Set();
+    set.add(waiter);
+    this.waiters.set(actorId, set);
+    const cancel = () => {
+      set.delete(waiter);
+      if (set.size === 0 && this.waiters.get(actorId) === set) this.waiters.delete(actorId);
+    };
+    return {
+      cancel,
+      within: (ms) =>
+        fired
+          ? Promise.resolve(true)
+          : new Promise<boolean>((resolve) => {
+              const timer = setTimeout(() => resolve(false), ms);
+              resolveWait = (value) => {
+                clearTimeout(timer);
+                resolve(value);
+              };
+            }).finally(cancel),
+    };
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The gateway: client HTTP API and tunnels, the runner endpoint, and the gateway's side of the
+ * control plane (LISTEN for commands and actor state, batched runner pings, its own heartbeat).
+ */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL } from '../db/channels.js';
+import { heartbeatGateway, registerGateway, unregisterGateway } from '../db/gateways.js';
+import { migrate } from '../db/migrate.js';
+import { createPool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { connectClient } from '../temporal-client.js';
+import { ActorWatch } from './actor-watch.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { registerHttpTunnel } from './http-tunnel.js';
+import { registerManagementApi } from './management-api.js';
+import { NotificationListener } from './notifications.js';
+import { RunnerEndpoint } from './runner-endpoint.js';
+import { RunnerPings } from './runner-pings.js';
+
+export interface RunningGateway {
+  gatewayId: string;
+  /** Base URL clients and runners use, with the port actually bound. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startGateway(config: Config, log: Logger): Promise<RunningGateway> {
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is not set: the gateway needs Postgres');
+  await migrate(config.databaseUrl, log);
+  const gatewayId = config.gateway.id ?? `gw-${hostname()}-${randomUUID().slice(0, 8)}`;
+  log = log.child({ gatewayId });
+  const db = createPool(config.databaseUrl, { max: 20, applicationName: 'dormouse-gateway' });
+  const client = await connectClient(config);
+
+  const pings = new RunnerPings(db, gatewayId, config.timing.runnerPingMs, log);
+  const runners = new RunnerEndpoint({ db, client, config, log, gatewayId, touch: (id) => pings.touch(id) });
+  const watch = new ActorWatch(db, log);
+  const listener = new NotificationListener(config.databaseUrl, log, () => {
+    runners.redeliverAll();
+    watch.onReconnect();
+  });
+  listener.on(COMMANDS_CHANNEL, (runnerId) => runners.onCommandsQueued(runnerId));
+  listener.on(ACTOR_STATE_CHANNEL, (payload) => watch.onNotice(payload));
+  await listener.start();
+
+  const app = buildApp(config, log);
+  registerManagementApi(app, { db, client, config });
+  registerHttpTunnel(app, { client, config, watch, runners });
+  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length }));
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const { pathname } = new URL(request.url ?? '/', 'http://gateway');
+    if (pathname === '/runners/connect') return runners.handleUpgrade(request, socket, head);
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  });
+
+  await app.listen({ host: config.gateway.host, port: config.gateway.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.gateway.port;
+  const url = `http://${config.gateway.host}:${port}`;
+  await registerGateway(db, gatewayId, url);
+  const heartbeat = setInterval(() => {
+    heartbeatGateway(db, gatewayId).catch((err: unknown) => log.error({ err }, 'gateway heartbeat failed'));
+  }, config.timing.gatewayHeartbeatMs);
+  heartbeat.unref();
+
+  return {
+    gatewayId,
+    url,
+    async close() {
+      clearInterval(heartbeat);
+      pings.stop();
+      await runners.close();
+      await app.close();
+      await listener.close();
+      await pings.flush();
+      await unregisterGateway(db, gatewayId).catch((err: unknown) => log.error({ err }, 'unregistering gateway failed'));
+      await client.connection.close();
+      await db.end();
+    },
+  };
+}
+
+function buildApp(config: Config, log: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: config.gateway.maxBodyBytes,
+    // One line per request at info would flood the log; requests are logged at debug below.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: 'x-request-id',
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+  return app;
+}

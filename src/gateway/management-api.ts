@@ -1,0 +1,124 @@
+/**
+ * The management API of DESIGN §6: create, get-or-create, read, list, destroy, sleep, wake and
+ * reschedule actors. Bodies and queries are validated strictly: unknown or mistyped fields are a
+ * 400 and change nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { getActor, getOrCreateActor, insertActor, listActors, type Actor } from '../db/actors.js';
+import type { Db } from '../db/pool.js';
+import { actorName } from '../protocol/runner-protocol.js';
+import { signalActor, startActorWorkflow } from '../temporal-client.js';
+import { CRASH_POLICIES, destroySignal, rescheduleSignal, sleepSignal, wakeSignal } from '../workflows/actor-api.js';
+import { HttpError, badRequest, zodMessage } from './errors.js';
+
+export interface ManagementDeps {
+  db: Db;
+  client: Client;
+  config: Config;
+}
+
+const name = actorName;
+const key = z.string().min(1).max(512);
+const crashPolicy = z.enum(CRASH_POLICIES);
+
+const createBody = z.strictObject({ name, key: key.nullable().optional(), input: z.unknown().optional(), crashPolicy: crashPolicy.optional() });
+const getOrCreateBody = z.strictObject({ name, key, input: z.unknown().optional(), crashPolicy: crashPolicy.optional() });
+const listQuery = z.strictObject({ name: name.optional(), key: key.optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) });
+const actorParams = z.strictObject({ actorId: z.uuid('actorId must be a UUID') });
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value ?? {});
+  if (!result.success) throw badRequest(`invalid ${what}: ${zodMessage(result.error)}`);
+  return result.data;
+}
+
+export function parseActorId(params: unknown): string {
+  return parse(actorParams, params, 'path').actorId;
+}
+
+const SIGNALS = { sleep: sleepSignal, wake: wakeSignal, reschedule: rescheduleSignal } as const;
+
+export function registerManagementApi(app: FastifyInstance, { db, client, config }: ManagementDeps): void {
+  /** Starts the workflow of a new actor; the row stays if Temporal is down, and the reaper repairs it. */
+  async function launch(actor: Actor): Promise<void> {
+    try {
+      await startActorWorkflow(client, config, actor);
+    } catch (err) {
+      app.log.error({ err, actorId: actor.actorId }, 'starting the actor workflow failed');
+      throw new HttpError(503, 'temporal_unavailable', 'actor registered but its workflow could not be started yet; it will be');
+    }
+  }
+
+  app.post('/actors', async (request, reply) => {
+    const body = parse(createBody, request.body, 'body');
+    const actor = await insertActor(db, {
+      actorId: randomUUID(),
+      name: body.name,
+      key: body.key ?? null,
+      input: body.input ?? null,
+      crashPolicy: body.crashPolicy ?? 'restart',
+    });
+    if (!actor) throw new HttpError(409, 'actor_exists', `an actor ${body.name} with key ${JSON.stringify(body.key)} exists`);
+    await launch(actor);
+    request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key }, 'actor created');
+    return reply.status(201).send({ actor });
+  });
+
+  app.put('/actors', async (request, reply) => {
+    const body = parse(getOrCreateBody, request.body, 'body');
+    const { actor, created } = await getOrCreateActor(db, {
+      actorId: randomUUID(),
+      name: body.name,
+      key: body.key,
+      input: body.input ?? null,
+      crashPolicy: body.crashPolicy ?? 'restart',
+    });
+    // An existing actor that never ran may have lost its workflow start to a crash: starting
+    // is idempotent, so make sure.
+    if (created || actor.generation === 0) await launch(actor);
+    if (created) request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key }, 'actor created');
+    return reply.status(created ? 201 : 200).send({ actor });
+  });
+
+  app.get('/actors', async (request) => {
+    const query = parse(listQuery, request.query, 'query');
+    return { actors: await listActors(db, query) };
+  });
+
+  app.get('/actors/:actorId', async (request) => {
+    return { actor: await mustGet(db, parseActorId(request.params)) };
+  });
+
+  app.delete('/actors/:actorId', async (request, reply) => {
+    const actor = await mustGet(db, parseActorId(request.params));
+    if (actor.state !== 'destroyed') await signalActor(client, actor.actorId, destroySignal);
+    request.log.info({ actorId: actor.actorId }, 'actor destroy requested');
+    return reply.status(202).send({ actor });
+  });
+
+  for (const [action, signal] of Object.entries(SIGNALS)) {
+    app.post(`/actors/:actorId/${action}`, async (request, reply) => {
+      const actorId = parseActorId(request.params);
+      if (!isEmptyBody(request.body)) throw badRequest(`${action} takes no body`);
+      const actor = await mustGet(db, actorId);
+      if (actor.state === 'destroyed') throw new HttpError(409, 'actor_destroyed', `actor ${actorId} was destroyed`);
+      await signalActor(client, actorId, signal);
+      request.log.info({ actorId, action }, 'actor signalled');
+      return reply.status(202).send({ actor });
+    });
+  }
+}
+
+function isEmptyBody(body: unknown): boolean {
+  return body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0);
+}
+
+async function mustGet(db: Db, actorId: string): Promise<Actor> {
+  const actor = await getActor(db, actorId);
+  if (!actor) throw new HttpError(404, 'actor_not_found', `no actor ${actorId}`);
+  return actor;
+}

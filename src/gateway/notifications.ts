@@ -1,0 +1,66 @@
+/**
+ * The gateway's LISTEN connection. One dedicated client; if it drops, it reconnects with
+ * backoff and calls `onReconnect`, because notifications sent meanwhile are lost and the
+ * listeners must re-read what they care about.
+ */
+import pg from 'pg';
+import type { Logger } from '../log.js';
+
+export type NotificationHandler = (payload: string) => void;
+
+export class NotificationListener {
+  private client: pg.Client | null = null;
+  private closed = false;
+  private readonly handlers = new Map<string, NotificationHandler>();
+
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly log: Logger,
+    private readonly onReconnect: () => void,
+  ) {}
+
+  on(channel: string, handler: NotificationHandler): void {
+    this.handlers.set(channel, handler);
+  }
+
+  async start(): Promise<void> {
+    this.client = await this.connect();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'dormouse-gateway-listen' });
+    await client.connect();
+    client.on('notification', (n) => {
+      const handler = this.handlers.get(n.channel);
+      if (handler && n.payload !== undefined) handler(n.payload);
+    });
+    client.on('error', (err) => {
+      this.log.error({ err }, 'LISTEN connection failed');
+      void this.reconnect(client);
+    });
+    for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    return client;
+  }
+
+  private async reconnect(failed: pg.Client): Promise<void> {
+    if (this.closed || this.client !== failed) return;
+    this.client = null;
+    await failed.end().catch(() => undefined);
+    for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        this.client = await this.connect();
+        this.log.info('LISTEN connection restored');
+        this.onReconnect();
+        return;
+      } catch (err) {
+        this.log.warn({ err, retryInMs: delay }, 'LISTEN reconnect failed');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}

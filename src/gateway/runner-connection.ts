@@ -1,0 +1,273 @@
+/**
+ * One connected runner, seen from the gateway: delivers its queued commands, forwards its
+ * events to the actor workflows (acknowledging each only once the workflow holds it), serves
+ * its KV operations under the generation fence, and carries tunnelled HTTP requests to it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { WebSocket } from 'ws';
+import type { Config } from '../config.js';
+import { ackCommands, pendingCommands } from '../db/commands.js';
+import { FenceError, runKvOp } from '../db/kv.js';
+import type { Db } from '../db/pool.js';
+import { disconnectRunner, drainRunner } from '../db/runners.js';
+import type { Logger } from '../log.js';
+import {
+  RunnerCloseCode,
+  parseRunnerFrame,
+  type EventEnvelope,
+  type GatewayToRunner,
+  type RunnerToGateway,
+} from '../protocol/runner-protocol.js';
+import { signalActor } from '../temporal-client.js';
+import { eventsSignal } from '../workflows/actor-api.js';
+import { closeReason } from '../protocol/close-reason.js';
+
+export interface RunnerConnectionDeps {
+  db: Db;
+  client: Client;
+  config: Config;
+  log: Logger;
+  gatewayId: string;
+  /** Records a runner ping; the gateway flushes them to Postgres in one write per tick. */
+  touch: (runnerId: string) => void;
+}
+
+export interface TunnelledRequest {
+  actorId: string;
+  generation: number;
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer | null;
+}
+
+export interface TunnelledResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer | null;
+}
+
+/** The runner does not host that actor (any more): the caller may wait for it and retry. */
+export class NotHostedError extends Error {}
+
+type HttpResponseFrame = Extract<RunnerToGateway, { type: 'httpResponse' }>;
+
+interface PendingHttp {
+  resolve: (response: TunnelledResponse) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class RunnerConnection {
+  private readonly sent = new Set<string>();
+  private delivering: Promise<void> | null = null;
+  private deliverAgain = false;
+  private readonly pendingHttp = new Map<string, PendingHttp>();
+  private readonly eventChains = new Map<string, Promise<void>>();
+  private closed = false;
+  private lastPingAt = Date.now();
+  readonly log: Logger;
+
+  constructor(
+    readonly runnerId: string,
+    private readonly ws: WebSocket,
+    private readonly deps: RunnerConnectionDeps,
+  ) {
+    this.log = deps.log.child({ runnerId });
+    ws.on('message', (data, isBinary) => this.onFrame(isBinary ? null : data.toString()));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Milliseconds since the runner's last ping; the endpoint closes silent runners. */
+  silenceMs(now: number): number {
+    return now - this.lastPingAt;
+  }
+
+  send(message: GatewayToRunner): void {
+    if (this.closed) return;
+    this.ws.send(JSON.stringify(message));
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, closeReason(reason));
+  }
+
+  /** Called once the socket has closed, whoever closed it. */
+  async onClosed(): Promise<void> {
+    this.closed = true;
+    for (const [requestId, pending] of this.pendingHttp) {
+      clearTimeout(pending.timer);
+      pending.reject(new NotHostedError(`runner disconnected before answering request ${requestId}`));
+    }
+    this.pendingHttp.clear();
+    await disconnectRunner(this.deps.db, this.runnerId, this.deps.gatewayId);
+  }
+
+  /**
+   * Sends every queued command this connection has not sent yet. Runs one delivery at a time;
+   * a notification that arrives meanwhile triggers one more pass.
+   */
+  deliverPending(): void {
+    if (this.delivering) {
+      this.deliverAgain = true;
+      return;
+    }
+    this.delivering = this.deliverOnce()
+      .catch((err: unknown) => this.log.error({ err }, 'command delivery failed'))
+      .finally(() => {
+        this.delivering = null;
+        if (this.deliverAgain && !this.closed) {
+          this.deliverAgain = false;
+          this.deliverPending();
+        }
+      });
+  }
+
+  private async deliverOnce(): Promise<void> {
+    const commands = await pendingCommands(this.deps.db, this.runnerId);
+    const fresh = commands.filter((c) => !this.sent.has(commandKey(c)));
+    if (fresh.length === 0 || this.closed) return;
+    for (const c of fresh) this.sent.add(commandKey(c));
+    this.send({ type: 'commands', commands: fresh });
+    this.log.debug({ count: fresh.length }, 'commands delivered');
+  }
+
+  /** Tunnels one HTTP request to the actor and waits (bounded) for its response. */
+  httpRequest(request: TunnelledRequest, timeoutMs: number): Promise<TunnelledResponse> {
+    if (this.closed) return Promise.reject(new NotHostedError('runner disconnected'));
+    const requestId = randomUUID();
+    return new Promise<TunnelledResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingHttp.delete(requestId);
+        reject(new Error(`actor did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pendingHttp.set(requestId, { resolve, reject, timer });
+      this.send({
+        type: 'httpRequest',
+        requestId,
+        actorId: request.actorId,
+        generation: request.generation,
+        method: request.method,
+        path: request.path,
+        headers: request.headers,
+        body: request.body ? request.body.toString('base64') : null,
+      });
+    });
+  }
+
+  private onFrame(raw: string | null): void {
+    if (raw === null) return this.protocolError('binary frames are not part of the protocol');
+    const parsed = parseRunnerFrame(raw);
+    if (!parsed.ok) return this.protocolError(parsed.error);
+    this.handle(parsed.message).catch((err: unknown) => this.log.error({ err, type: parsed.message.type }, 'runner message failed'));
+  }
+
+  private protocolError(error: string): void {
+    this.log.warn({ error }, 'malformed runner frame; closing its socket');
+    this.close(RunnerCloseCode.ProtocolError, error);
+  }
+
+  private async handle(message: RunnerToGateway): Promise<void> {
+    switch (message.type) {
+      case 'hello':
+        return this.protocolError('hello sent twice');
+      case 'ping':
+        this.lastPingAt = Date.now();
+        this.deps.touch(this.runnerId);
+        this.send({ type: 'pong', ts: message.ts });
+        return;
+      case 'ackCommands':
+        await ackCommands(this.deps.db, this.runnerId, message.acks);
+        for (const ack of message.acks) this.sent.delete(commandKey(ack));
+        return;
+      case 'events':
+        return this.takeEvents(message.events);
+      case 'kvRequest':
+        return this.serveKv(message);
+      case 'httpResponse':
+        return this.settleHttp(message);
+      case 'requestError':
+        return this.failHttp(message.requestId, message.code, message.message);
+      case 'drain':
+        this.log.info('runner draining');
+        return drainRunner(this.deps.db, this.runnerId);
+    }
+  }
+
+  /** Events go to their workflows in order per actor; actors proceed independently. */
+  private async takeEvents(events: EventEnvelope[]): Promise<void> {
+    const byActor = new Map<string, EventEnvelope[]>();
+    for (const e of events) byActor.set(e.actorId, [...(byActor.get(e.actorId) ?? []), e]);
+    for (const [actorId, batch] of byActor) {
+      const previous = this.eventChains.get(actorId) ?? Promise.resolve();
+      const next = previous.then(() => this.forwardEvents(actorId, batch));
+      this.eventChains.set(actorId, next);
+      void next.finally(() => {
+        if (this.eventChains.get(actorId) === next) this.eventChains.delete(actorId);
+      });
+    }
+  }
+
+  /**
+   * Signals the workflow until it holds the batch, then acknowledges. If the connection closes
+   * first the events stay unacknowledged and the runner resends them on reconnect.
+   */
+  private async forwardEvents(actorId: string, batch: EventEnvelope[]): Promise<void> {
+    for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        const delivered = await signalActor(this.deps.client, actorId, eventsSignal, batch);
+        if (!delivered) this.log.info({ actorId }, 'events for a finished actor workflow dropped');
+        this.log.debug({ actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) }, 'events signalled');
+        this.send({ type: 'ackEvents', acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })) });
+        return;
+      } catch (err) {
+        this.log.warn({ err, actorId, retryInMs: delay }, 'signalling events failed');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private async serveKv(message: Extract<RunnerToGateway, { type: 'kvRequest' }>): Promise<void> {
+    const fence = { actorId: message.actorId, runnerId: this.runnerId, generation: message.generation };
+    try {
+      const entries = await runKvOp(this.deps.db, fence, message.op);
+      this.send({ type: 'kvResponse', kvId: message.kvId, result: { ok: true, entries } });
+    } catch (err) {
+      const fenced = err instanceof FenceError;
+      if (!fenced) this.log.error({ err, actorId: message.actorId }, 'kv operation failed');
+      this.send({
+        type: 'kvResponse',
+        kvId: message.kvId,
+        result: { ok: false, code: fenced ? 'fenced' : 'internal', message: fenced ? err.message : 'kv operation failed' },
+      });
+    }
+  }
+
+  private settleHttp(message: HttpResponseFrame): void {
+    const pending = this.pendingHttp.get(message.requestId);
+    if (!pending) return;
+    this.pendingHttp.delete(message.requestId);
+    clearTimeout(pending.timer);
+    pending.resolve({
+      status: message.status,
+      headers: message.headers,
+      body: message.body === null ? null : Buffer.from(message.body, 'base64'),
+    });
+  }
+
+  private failHttp(requestId: string, code: string, text: string): void {
+    const pending = this.pendingHttp.get(requestId);
+    if (!pending) return;
+    this.pendingHttp.delete(requestId);
+    clearTimeout(pending.timer);
+    pending.reject(code === 'not_hosted' ? new NotHostedError(text) : new Error(`${code}: ${text}`));
+  }
+}
+
+function commandKey(c: { actorId: string; generation: number; idx: number }): string {
+  return `${c.actorId}/${c.generation}/${c.idx}`;
+}

@@ -1,0 +1,131 @@
+/**
+ * `GET /runners/connect`: the runner protocol's handshake and the registry of runners connected
+ * to this gateway. A runner must say `hello` (protocol version, identity, capacity, the actors
+ * it hosts) before anything else; the gateway answers `welcome` with the actors it must drop,
+ * then delivers its queued commands.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { actorsPlacedOn, connectRunner } from '../db/runners.js';
+import { closeReason } from '../protocol/close-reason.js';
+import { PROTOCOL_VERSION, RunnerCloseCode, parseRunnerFrame, type RunnerToGateway } from '../protocol/runner-protocol.js';
+import { RunnerConnection, type RunnerConnectionDeps } from './runner-connection.js';
+
+const HELLO_TIMEOUT_MS = 10_000;
+/** Largest runner frame: an HTTP response body, base64-encoded, plus its envelope. */
+const MAX_RUNNER_FRAME_BYTES = 64 * 1024 * 1024;
+
+type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
+
+export class RunnerEndpoint {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RUNNER_FRAME_BYTES });
+  private readonly runners = new Map<string, RunnerConnection>();
+  private readonly silenceCheck: NodeJS.Timeout;
+
+  constructor(private readonly deps: RunnerConnectionDeps) {
+    // A runner that stops pinging (a dead TCP peer never closes) is dropped after the lost threshold.
+    const { runnerLostMs } = deps.config.timing;
+    this.silenceCheck = setInterval(() => this.dropSilentRunners(runnerLostMs), Math.min(runnerLostMs, 5000));
+    this.silenceCheck.unref();
+  }
+
+  get(runnerId: string): RunnerConnection | undefined {
+    return this.runners.get(runnerId);
+  }
+
+  connections(): RunnerConnection[] {
+    return [...this.runners.values()];
+  }
+
+  /** A command for one of our runners was queued. */
+  onCommandsQueued(runnerId: string): void {
+    this.runners.get(runnerId)?.deliverPending();
+  }
+
+  /** Notifications may have been missed: re-read every runner's queue. */
+  redeliverAll(): void {
+    for (const runner of this.runners.values()) runner.deliverPending();
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.awaitHello(ws));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.silenceCheck);
+    for (const runner of this.runners.values()) runner.close(RunnerCloseCode.GatewayShutdown, 'gateway shutting down');
+    this.wss.close();
+  }
+
+  private awaitHello(ws: WebSocket): void {
+    const timer = setTimeout(() => ws.close(RunnerCloseCode.HandshakeTimeout, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(timer);
+      const parsed = isBinary ? null : parseRunnerFrame(data.toString());
+      if (!parsed?.ok || parsed.message.type !== 'hello') {
+        const error = parsed && !parsed.ok ? parsed.error : 'the first frame must be a hello';
+        ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
+        return;
+      }
+      if (parsed.message.protocolVersion !== PROTOCOL_VERSION) {
+        ws.close(RunnerCloseCode.UnsupportedVersion, `protocol version ${parsed.message.protocolVersion} unsupported; this gateway speaks ${PROTOCOL_VERSION}`);
+        return;
+      }
+      // Nothing else is read until the runner is registered and its handlers are attached.
+      ws.pause();
+      this.accept(ws, parsed.message).then(() => ws.resume(), (err: unknown) => {
+        this.deps.log.error({ err }, 'runner handshake failed');
+        ws.close(1011, 'handshake failed');
+      });
+    });
+  }
+
+  private async accept(ws: WebSocket, hello: Hello): Promise<void> {
+    const { db, gatewayId, config } = this.deps;
+    await connectRunner(db, {
+      runnerId: hello.runnerId,
+      name: hello.name,
+      pool: hello.pool,
+      capacity: hello.capacity,
+      actorNames: hello.actorNames,
+      protocolVersion: hello.protocolVersion,
+      gatewayId,
+    });
+    const previous = this.runners.get(hello.runnerId);
+    if (previous) previous.close(RunnerCloseCode.Replaced, 'replaced by a newer connection of the same runner');
+
+    const runner = new RunnerConnection(hello.runnerId, ws, this.deps);
+    this.runners.set(hello.runnerId, runner);
+    ws.on('close', (code, reason) => {
+      if (this.runners.get(hello.runnerId) === runner) this.runners.delete(hello.runnerId);
+      runner.log.info({ code, reason: reason.toString() }, 'runner disconnected');
+      runner.onClosed().catch((err: unknown) => runner.log.error({ err }, 'recording runner disconnect failed'));
+    });
+
+    // Fence on reconnect: whatever the runner still hosts that the registry placed elsewhere
+    // (or at another generation) must stop, or the actor would run twice.
+    const placed = await actorsPlacedOn(db, hello.runnerId);
+    const staleActors = hello.actors.filter((a) => placed.get(a.actorId) !== a.generation);
+    runner.send({
+      type: 'welcome',
+      protocolVersion: PROTOCOL_VERSION,
+      runnerId: hello.runnerId,
+      gatewayId,
+      pingIntervalMs: config.timing.runnerPingMs,
+      staleActors,
+    });
+    runner.log.info({ name: hello.name, pool: hello.pool, capacity: hello.capacity, hosted: hello.actors.length, stale: staleActors.length }, 'runner connected');
+    runner.deliverPending();
+  }
+
+  private dropSilentRunners(thresholdMs: number): void {
+    const now = Date.now();
+    for (const runner of this.runners.values()) {
+      if (runner.silenceMs(now) > thresholdMs) {
+        runner.log.warn('runner silent past the lost threshold; closing its socket');
+        runner.close(RunnerCloseCode.ProtocolError, 'no ping within the lost threshold');
+      }
+    }
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The runner protocol: JSON text frames on the `/runners/connect` WebSocket. This one module is
+ * imported by both ends (gateway and runner SDK) and every frame is validated on receipt.
+ *
+ * Ordering and delivery:
+ * - Commands are indexed per (actor, generation) by `idx`; the runner acknowledges each and
+ *   ignores a replayed one it has already applied. Unacknowledged commands are resent on reconnect.
+ * - Events are indexed per (actor, generation) by `index`, starting at 0; the gateway acknowledges
+ *   an event only once the actor workflow holds it (the signal call returned). The runner resends
+ *   unacknowledged events on reconnect; the workflow ignores indices it has already seen.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** WebSocket close codes on the runner socket. */
+export const RunnerCloseCode = {
+  GatewayShutdown: 1001,
+  ProtocolError: 4000,
+  UnsupportedVersion: 4001,
+  HandshakeTimeout: 4002,
+  Unauthorized: 4003,
+  Replaced: 4004,
+} as const;
+
+const uuid = z.uuid();
+/** An actor type's name, the same rule at the API, in the handshake and in `defineActor`. */
+export const actorName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit');
+const actorId = uuid;
+const generation = z.number().int().min(1);
+const index = z.number().int().min(0);
+const headers = z.record(z.string(), z.string());
+/** Bodies and KV values travel base64-encoded. */
+const base64 = z.base64();
+
+// ---------------------------------------------------------------------------------------------
+// Commands (workflow → Postgres queue → gateway → runner)
+
+export const hibernatingRequestRef = z.strictObject({
+  gatewayId: z.string().min(1),
+  requestId: uuid,
+});
+export type HibernatingRequestRef = z.infer<typeof hibernatingRequestRef>;
+
+export const startReason = z.enum(['create', 'wake', 'alarm', 'crash', 'lost', 'drain', 'reschedule', 'threshold']);
+export type StartReason = z.infer<typeof startReason>;
+
+export const stopReason = z.enum(['sleep', 'stop', 'destroy', 'lost', 'reschedule', 'stale']);
+export type StopReason = z.infer<typeof stopReason>;
+
+export const startActorCommand = z.strictObject({
+  kind: z.literal('startActor'),
+  actorId,
+  name: z.string().min(1),
+  key: z.string().nullable(),
+  input: z.unknown(),
+  generation,
+  reason: startReason,
+  /** The snapshot of the actor's live hibernating requests taken for this start (DESIGN §1). */
+  hibernatingRequests: z.array(hibernatingRequestRef),
+});
+export type StartActorCommand = z.infer<typeof startActorCommand>;
+
+export const stopActorCommand = z.strictObject({
+  kind: z.literal('stopActor'),
+  actorId,
+  generation,
+  reason: stopReason,
+});
+export type StopActorCommand = z.infer<typeof stopActorCommand>;
+
+export const runnerCommand = z.discriminatedUnion('kind', [startActorCommand, stopActorCommand]);
+export type RunnerCommand = z.infer<typeof runnerCommand>;
+
+export const commandEnvelope = z.strictObject({ actorId, generation, idx: index, command: runnerCommand });
+export type CommandEnvelope = z.infer<typeof commandEnvelope>;
+
+// ---------------------------------------------------------------------------------------------
+// Events (runner → gateway → workflow signal)
+
+export const stoppedCode = z.enum(['ok', 'error']);
+
+export const actorEvent = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('running') }),
+  z.strictObject({ kind: z.literal('stopped'), code: stoppedCode, message: z.string().max(4096).optional() }),
+  z.strictObject({ kind: z.literal('intent'), intent: z.enum(['sleep', 'stop']) }),
+  z.strictObject({ kind: z.literal('setAlarm'), alarmTs: z.number().int().nonnegative().nullable() }),
+]);
+export type ActorEvent = z.infer<typeof actorEvent>;
+
+export const eventEnvelope = z.strictObject({ actorId, generation, index, event: actorEvent });
+export type EventEnvelope = z.infer<typeof eventEnvelope>;
+
+// ---------------------------------------------------------------------------------------------
+// KV (runner → gateway → Postgres), fenced by (runner, actor, generation)
+
+const kvKey = z.string().min(1).max(512);
+export const kvOp = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('get'), keys: z.array(kvKey).max(1000) }),
+  z.strictObject({
+    kind: z.literal('put'),
+    entries: z.array(z.strictObject({ key: kvKey, value: base64 })).max(1000),
+  }),
+  z.strictObject({ kind: z.literal('delete'), keys: z.array(kvKey).max(1000) }),
+  z.strictObject({ kind: z.literal('list'), prefix: z.string().max(512) }),
+]);
+export type KvOp = z.infer<typeof kvOp>;
+
+export const kvEntry = z.strictObject({ key: z.string(), value: base64.nullable() });
+export type KvEntry = z.infer<typeof kvEntry>;
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+const requestId = uuid;
+
+export const runnerToGateway = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('hello'),
+    protocolVersion: z.number().int(),
+    runnerId: uuid,
+    name: z.string().min(1).max(200),
+    pool: z.string().min(1).max(200),
+    capacity: z.number().int().positive().max(100_000),
+    /** The actor types (names) it can host; allocation only places those here. */
+    actorNames: z.array(actorName).min(1).max(1000),
+    /** The actors this runner process hosts right now, so a reconnect can be fenced. */
+    actors: z.array(z.strictObject({ actorId, generation })).max(100_000),
+  }),
+  z.strictObject({ type: z.literal('ackCommands'), acks: z.array(z.strictObject({ actorId, generation, idx: index })) }),
+  z.strictObject({ type: z.literal('events'), events: z.array(eventEnvelope).min(1).max(1000) }),
+  z.strictObject({ type: z.literal('kvRequest'), kvId: index, actorId, generation, op: kvOp }),
+  z.strictObject({ type: z.literal('ping'), ts: z.number() }),
+  z.strictObject({
+    type: z.literal('httpResponse'),
+    requestId,
+    status: z.number().int().min(100).max(599),
+    headers,
+    body: base64.nullable(),
+  }),
+  /** A tunnelled request the runner cannot serve: `not_hosted` means the actor is not (or no longer) here. */
+  z.strictObject({
+    type: z.literal('requestError'),
+    requestId,
+    code: z.enum(['not_hosted', 'internal']),
+    message: z.string().max(4096),
+  }),
+  /** The runner is shutting down: allocate nothing more to it; it stops its actors next. */
+  z.strictObject({ type: z.literal('drain') }),
+]);
+export type RunnerToGateway = z.infer<typeof runnerToGateway>;
+
+export const gatewayToRunner = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('welcome'),
+    protocolVersion: z.number().int(),
+    runnerId: uuid,
+    gatewayId: z.string(),
+    pingIntervalMs: z.number().int().positive(),
+    /** Actors the runner reported in its hello that the registry has moved on from: stop them silently. */
+    staleActors: z.array(z.strictObject({ actorId, generation })),
+  }),
+  z.strictObject({ type: z.literal('commands'), commands: z.array(commandEnvelope).min(1) }),
+  z.strictObject({ type: z.literal('ackEvents'), acks: z.array(z.strictObject({ actorId, generation, index })) }),
+  z.strictObject({
+    type: z.literal('kvResponse'),
+    kvId: index,
+    result: z.discriminatedUnion('ok', [
+      z.strictObject({ ok: z.literal(true), entries: z.array(kvEntry) }),
+      z.strictObject({ ok: z.literal(false), code: z.string(), message: z.string() }),
+    ]),
+  }),
+  z.strictObject({ type: z.literal('pong'), ts: z.number() }),
+  z.strictObject({
+    type: z.literal('httpRequest'),
+    requestId,
+    actorId,
+    generation,
+    method: z.string().min(1).max(16),
+    path: z.string().min(1),
+    headers,
+    body: base64.nullable(),
+  }),
+]);
+export type GatewayToRunner = z.infer<typeof gatewayToRunner>;
+
+export type ParseResult<T> = { ok: true; message: T } | { ok: false; error: string };
+
+/** Parses one text frame against a schema; the error names the first problem. */
+export function parseFrame<T>(schema: z.ZodType<T>, raw: string): ParseResult<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: 'frame is not valid JSON' };
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    return { ok: false, error: `invalid frame: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'unknown'}` };
+  }
+  return { ok: true, message: result.data };
+}
+
+export function parseRunnerFrame(raw: string): ParseResult<RunnerToGateway> {
+  return parseFrame(runnerToGateway, raw);
+}
+
+export function parseGatewayFrame(raw: string): ParseResult<GatewayToRunner> {
+  return parseFrame(gatewayToRunner, raw);
+}

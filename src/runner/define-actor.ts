@@ -1,0 +1,65 @@
+/**
+ * What an actor type is, for the people who write one: a name, optional persisted state, and
+ * handlers. The runner calls them; the actor never talks to Postgres or Temporal itself.
+ */
+import type { Logger } from '../log.js';
+import { actorName } from '../protocol/runner-protocol.js';
+
+export interface ActorKv {
+  get(key: string): Promise<Buffer | null>;
+  put(key: string, value: Buffer | string): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Entries whose key starts with `prefix`, in key order. */
+  list(prefix: string): Promise<{ key: string; value: Buffer }[]>;
+}
+
+export interface ActorContext<State = unknown, Input = unknown> {
+  readonly actorId: string;
+  readonly name: string;
+  readonly key: string | null;
+  readonly input: Input;
+  readonly generation: number;
+  /**
+   * The actor's state, loaded before `onStart` and saved after every handler that changed it
+   * (compared as JSON). `saveState()` saves it at once.
+   */
+  state: State;
+  saveState(): Promise<void>;
+  /** Raw storage beside the state. Keys starting with `__dormouse/` are reserved. */
+  readonly kv: ActorKv;
+  /** Ask to be put to sleep now (instead of waiting for the idle timeout). */
+  sleep(): void;
+  /** Ask to be destroyed: the actor stops, its storage and key are freed. */
+  destroy(): void;
+  /** Crash the actor: it stops with this error and its crash policy applies. */
+  crash(error: Error): void;
+  /** Schedule `onAlarm` at `ts` (ms since epoch), waking the actor if it sleeps; null clears it. */
+  setAlarm(ts: number | null): Promise<void>;
+  readonly log: Logger;
+}
+
+export interface ActorDefinition<State = unknown, Input = unknown> {
+  name: string;
+  /** Idle time before the actor goes to sleep; an actor's `input.sleepAfterMs` overrides it. */
+  sleepAfterMs?: number;
+  /** The state of a new actor (nothing persisted yet). */
+  createState?: (input: Input) => State;
+  /** Runs on every start, before the actor is reported running. Throwing crashes the start. */
+  onStart?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
+  /** Tunnelled HTTP. A throw answers 500; the actor keeps running. */
+  onRequest?: (ctx: ActorContext<State, Input>, request: Request) => Promise<Response> | Response;
+  onAlarm?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
+  /** Runs before a requested stop (sleep, destroy, move); state is saved after it. */
+  onStop?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
+}
+
+/** Identity function that gives actor definitions their types. */
+export function defineActor<State = unknown, Input = unknown>(definition: ActorDefinition<State, Input>): ActorDefinition<State, Input> {
+  const name = actorName.safeParse(definition.name);
+  if (!name.success) throw new Error(`invalid actor name ${JSON.stringify(definition.name)}: ${name.error.issues[0]?.message}`);
+  return definition;
+}
+
+/** Any actor definition, whatever its state and input types. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyActorDefinition = ActorDefinition<any, any>;

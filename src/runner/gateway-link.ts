@@ -1,0 +1,148 @@
+/**
+ * The runner's socket to the gateway: connect, handshake, ping, and reconnect with backoff
+ * whenever the socket drops, for as long as the runner runs. What to resend after a reconnect
+ * (unacknowledged events, pending KV requests) is the runner's business: it hears `onWelcome`.
+ */
+import WebSocket from 'ws';
+import type { Logger } from '../log.js';
+import { closeReason } from '../protocol/close-reason.js';
+import {
+  RunnerCloseCode,
+  parseGatewayFrame,
+  type GatewayToRunner,
+  type RunnerToGateway,
+} from '../protocol/runner-protocol.js';
+
+export type Welcome = Extract<GatewayToRunner, { type: 'welcome' }>;
+type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
+
+export interface LinkHandlers {
+  /** The hello to send, built at each connect (it lists the actors hosted right now). */
+  hello(): Hello;
+  onWelcome(welcome: Welcome): void;
+  onMessage(message: Exclude<GatewayToRunner, { type: 'welcome' }>): void;
+}
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const MAX_BACKOFF_MS = 5_000;
+
+export class GatewayLink {
+  private ws: WebSocket | null = null;
+  private ready = false;
+  private stopped = false;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private lastPongAt = 0;
+  private firstWelcome: { resolve: () => void; reject: (err: Error) => void } | null = null;
+
+  constructor(
+    private readonly url: string,
+    private readonly handlers: LinkHandlers,
+    private readonly log: Logger,
+  ) {}
+
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  /** Resolves on the first welcome; rejects if the gateway refuses this runner for good. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.firstWelcome = { resolve, reject };
+      this.connect(0);
+    });
+  }
+
+  /** Sends a frame if the handshake is done; returns false otherwise (the caller keeps it for later). */
+  send(message: RunnerToGateway): boolean {
+    if (!this.ready || !this.ws) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    this.stopPinging();
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close(1000, 'runner shutting down');
+      setTimeout(() => ws.terminate(), 2000).unref();
+    });
+  }
+
+  private connect(attempt: number): void {
+    if (this.stopped) return;
+    const ws = new WebSocket(this.url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: 64 * 1024 * 1024 });
+    this.ws = ws;
+    let welcomed = false;
+    const handshakeTimer = setTimeout(() => ws.terminate(), HANDSHAKE_TIMEOUT_MS);
+
+    ws.on('open', () => ws.send(JSON.stringify(this.handlers.hello())));
+    ws.on('message', (data, isBinary) => {
+      const parsed = isBinary ? null : parseGatewayFrame(data.toString());
+      if (!parsed?.ok) {
+        const error = parsed ? parsed.error : 'binary frame';
+        this.log.error({ error }, 'malformed gateway frame; reconnecting');
+        ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
+        return;
+      }
+      const message = parsed.message;
+      if (message.type === 'welcome') {
+        clearTimeout(handshakeTimer);
+        welcomed = true;
+        this.ready = true;
+        attempt = 0;
+        this.startPinging(ws, message.pingIntervalMs);
+        this.log.info({ gatewayId: message.gatewayId, stale: message.staleActors.length }, 'connected to gateway');
+        this.handlers.onWelcome(message);
+        this.firstWelcome?.resolve();
+        this.firstWelcome = null;
+        return;
+      }
+      if (!welcomed) return;
+      if (message.type === 'pong') {
+        this.lastPongAt = Date.now();
+        return;
+      }
+      this.handlers.onMessage(message);
+    });
+    ws.on('error', (err) => this.log.debug({ err: err.message }, 'gateway socket error'));
+    ws.on('close', (code, reason) => {
+      clearTimeout(handshakeTimer);
+      this.ready = false;
+      this.stopPinging();
+      if (this.stopped) return;
+      if (code === RunnerCloseCode.UnsupportedVersion || code === RunnerCloseCode.Unauthorized) {
+        const err = new Error(`gateway refused the runner (${code}): ${reason.toString()}`);
+        this.log.error({ code, reason: reason.toString() }, 'gateway refused the runner; not reconnecting');
+        this.firstWelcome?.reject(err);
+        this.firstWelcome = null;
+        return;
+      }
+      const delay = Math.min(100 * 2 ** attempt, MAX_BACKOFF_MS) * (0.5 + Math.random() / 2);
+      this.log.warn({ code, reason: reason.toString(), retryInMs: Math.round(delay) }, 'gateway socket closed; reconnecting');
+      setTimeout(() => this.connect(attempt + 1), delay);
+    });
+  }
+
+  /** App-level pings keep the runner live in the registry; silence from the gateway means a dead socket. */
+  private startPinging(ws: WebSocket, intervalMs: number): void {
+    this.stopPinging();
+    this.lastPongAt = Date.now();
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastPongAt > intervalMs * 5) {
+        this.log.warn('no pong from the gateway; dropping the socket');
+        ws.terminate();
+        return;
+      }
+      this.send({ type: 'ping', ts: Date.now() });
+    }, intervalMs);
+    this.pingTimer.unref();
+  }
+
+  private stopPinging(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The runner: a user process that hosts actors. It connects to a gateway, applies the commands
+ * its queue delivers (each once, in order per actor), reports actor events, and serves tunnelled
+ * requests. A runner id names one process's life: a restarted process is a new runner, and its
+ * predecessor's actors move when the reaper declares it lost.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import type { Logger } from '../log.js';
+import {
+  PROTOCOL_VERSION,
+  type CommandEnvelope,
+  type GatewayToRunner,
+  type KvOp,
+} from '../protocol/runner-protocol.js';
+import { ActorInstance } from './actor-instance.js';
+import type { AnyActorDefinition } from './define-actor.js';
+import { EventOutbox } from './event-outbox.js';
+import { GatewayLink, type Welcome } from './gateway-link.js';
+import { KvClient } from './kv-client.js';
+
+export interface RunnerOptions {
+  /** The gateway's base URL, e.g. `http://127.0.0.1:6420`. */
+  gatewayUrl: string;
+  actors: AnyActorDefinition[];
+  name?: string;
+  pool?: string;
+  /** How many actors this runner hosts at most. */
+  capacity?: number;
+  /** Idle time before an actor sleeps, unless its type or input says otherwise. */
+  defaultSleepAfterMs?: number;
+  log?: Logger;
+}
+
+export interface Runner {
+  readonly runnerId: string;
+  /** Resolves once connected to the gateway. */
+  start(): Promise<void>;
+  /** Graceful: drain, stop every actor (they move to other runners), then disconnect. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_SLEEP_AFTER_MS = 30_000;
+const SHUTDOWN_ACK_TIMEOUT_MS = 5_000;
+
+export function createRunner(options: RunnerOptions): Runner {
+  return new ActorRunner(options);
+}
+
+class ActorRunner implements Runner {
+  readonly runnerId = randomUUID();
+  private readonly definitions: Map<string, AnyActorDefinition>;
+  private readonly instances = new Map<string, ActorInstance>();
+  /** Last command applied per actor, to drop replays: (generation, idx). */
+  private readonly applied = new Map<string, { generation: number; idx: number }>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly link: GatewayLink;
+  private readonly outbox: EventOutbox;
+  private readonly kv: KvClient;
+  private readonly log: Logger;
+
+  constructor(private readonly options: RunnerOptions) {
+    if (options.actors.length === 0) throw new Error('a runner must host at least one actor type');
+    this.definitions = new Map(options.actors.map((d) => [d.name, d]));
+    this.log = (options.log ?? pino({ level: 'info' })).child({ runnerId: this.runnerId });
+    const url = new URL('/runners/connect', options.gatewayUrl);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const send = (frame: Parameters<GatewayLink['send']>[0]) => this.link.send(frame);
+    this.outbox = new EventOutbox(send);
+    this.kv = new KvClient(send);
+    this.link = new GatewayLink(
+      url.toString(),
+      {
+        hello: () => ({
+          type: 'hello',
+          protocolVersion: PROTOCOL_VERSION,
+          runnerId: this.runnerId,
+          name: options.name ?? `${hostname()}-${process.pid}`,
+          pool: options.pool ?? 'default',
+          capacity: options.capacity ?? 1000,
+          actorNames: [...this.definitions.keys()],
+          actors: [...this.instances.values()].map((i) => ({ actorId: i.actorId, generation: i.generation })),
+        }),
+        onWelcome: (welcome) => this.onWelcome(welcome),
+        onMessage: (message) => this.onMessage(message),
+      },
+      this.log,
+    );
+  }
+
+  start(): Promise<void> {
+    return this.link.start();
+  }
+
+  async stop(): Promise<void> {
+    this.log.info({ actors: this.instances.size }, 'runner draining');
+    this.link.send({ type: 'drain' });
+    await Promise.all([...this.instances.values()].map((i) => this.serialize(i.actorId, () => i.stop('stop'))));
+    if (!(await this.outbox.drained(SHUTDOWN_ACK_TIMEOUT_MS))) this.log.warn('some events were not acknowledged before shutdown');
+    await this.link.close();
+    this.log.info('runner stopped');
+  }
+
+  private onWelcome(welcome: Welcome): void {
+    for (const stale of welcome.staleActors) {
+      const instance = this.instances.get(stale.actorId);
+      if (instance?.generation === stale.generation) instance.dispose('the registry moved this actor elsewhere');
+    }
+    this.outbox.resendAll();
+    this.kv.resendAll();
+  }
+
+  private onMessage(message: Exclude<GatewayToRunner, { type: 'welcome' }>): void {
+    switch (message.type) {
+      case 'commands':
+        return this.takeCommands(message.commands);
+      case 'ackEvents':
+        return this.outbox.onAck(message.acks);
+      case 'kvResponse':
+        return this.kv.onResponse(message);
+      case 'httpRequest':
+        return void this.serveHttp(message);
+      case 'pong':
+        return;
+    }
+  }
+
+  /** Commands apply in order per actor; a replay of one already applied is acknowledged and dropped. */
+  private takeCommands(commands: CommandEnvelope[]): void {
+    const fresh = commands.filter((c) => !this.isReplay(c));
+    for (const c of fresh) this.applied.set(c.actorId, { generation: c.generation, idx: c.idx });
+    this.link.send({ type: 'ackCommands', acks: commands.map(({ actorId, generation, idx }) => ({ actorId, generation, idx })) });
+    for (const c of fresh) void this.serialize(c.actorId, () => this.apply(c));
+  }
+
+  private isReplay(c: CommandEnvelope): boolean {
+    const last = this.applied.get(c.actorId);
+    return last !== undefined && (c.generation < last.generation || (c.generation === last.generation && c.idx <= last.idx));
+  }
+
+  private serialize(actorId: string, fn: () => Promise<void>): Promise<void> {
+    const next = (this.chains.get(actorId) ?? Promise.resolve()).then(fn).catch((err: unknown) => {
+      this.log.error({ err, actorId }, 'applying a command failed');
+    });
+    this.chains.set(actorId, next);
+    void next.finally(() => {
+      if (this.chains.get(actorId) === next) this.chains.delete(actorId);
+    });
+    return next;
+  }
+
+  private async apply({ idx, command }: CommandEnvelope): Promise<void> {
+    this.log.debug({ idx, command }, 'command applied');
+    const current = this.instances.get(command.actorId);
+    if (command.kind === 'stopActor') {
+      if (current?.generation === command.generation) await current.stop(command.reason);
+      return;
+    }
+    if (current && current.generation >= command.generation) return;
+    current?.dispose(`superseded by generation ${command.generation}`);
+
+    const definition = this.definitions.get(command.name);
+    if (!definition) {
+      this.outbox.emit(command.actorId, command.generation, { kind: 'stopped', code: 'error', message: `runner does not host actor type ${command.name}` });
+      return;
+    }
+    const instance = new ActorInstance(command, definition, {
+      emit: (actorId, generation, event) => this.outbox.emit(actorId, generation, event),
+      kv: (actorId, generation, op: KvOp) => this.kv.request(actorId, generation, op),
+      ended: (ended) => this.forget(ended),
+      defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? DEFAULT_SLEEP_AFTER_MS,
+      log: this.log,
+    });
+    this.instances.set(command.actorId, instance);
+    await instance.start();
+  }
+
+  private forget(instance: ActorInstance): void {
+    if (this.instances.get(instance.actorId) === instance) this.instances.delete(instance.actorId);
+    this.outbox.retire(instance.actorId, instance.generation);
+  }
+
+  private async serveHttp(frame: Extract<GatewayToRunner, { type: 'httpRequest' }>): Promise<void> {
+    const instance = this.instances.get(frame.actorId);
+    if (!instance || instance.generation !== frame.generation || !instance.isRunning) {
+      this.link.send({ type: 'requestError', requestId: frame.requestId, code: 'not_hosted', message: `actor ${frame.actorId} generation ${frame.generation} is not running here` });
+      return;
+    }
+    const result = await instance.handleHttp(frame);
+    this.link.send({ type: 'httpResponse', requestId: frame.requestId, ...result });
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * A member of the worker fleet: runs actor and reaper workflows and their activities on the
+ * `dormouse` task queue. Stateless; run as many as you like. `tsx src/worker.ts` starts one from
+ * the environment (see config.ts); tests may start one in-process with fault hooks.
+ */
+import { fileURLToPath } from 'node:url';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities, type Faults } from './activities/index.js';
+import { loadConfig, type Config } from './config.js';
+import { migrate } from './db/migrate.js';
+import { createPool } from './db/pool.js';
+import { createLogger, type Logger } from './log.js';
+import { WORKFLOWS_PATH } from './workflow-bundle.js';
+import { REAPER_WORKFLOW_ID, type ReaperInput } from './workflows/reaper.js';
+
+export interface RunningWorker {
+  /** Settles when the worker has stopped. */
+  done: Promise<void>;
+  /** Graceful: stops polling, lets running tasks finish within the grace period. */
+  shutdown(): Promise<void>;
+}
+
+export async function startWorker(config: Config, log: Logger, faults?: Faults): Promise<RunningWorker> {
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is not set: the worker needs Postgres');
+  await migrate(config.databaseUrl, log);
+  const db = createPool(config.databaseUrl, { applicationName: 'dormouse-worker' });
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    ...(config.worker.workflowBundle
+      ? { workflowBundle: { codePath: config.worker.workflowBundle } }
+      : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities({ db, client, config, log: log.child({ part: 'activities' }), ...(faults ? { faults } : {}) }),
+    shutdownGraceTime: config.worker.shutdownGraceMs,
+  });
+  if (!config.worker.workflowBundle) log.warn('no DORMOUSE_WORKFLOW_BUNDLE: bundled the workflows at start-up');
+
+  const done = worker.run().finally(async () => {
+    await connection.close();
+    await clientConnection.close();
+    await db.end();
+  });
+  await ensureReaper(client, config);
+  log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'ready');
+
+  return {
+    done,
+    async shutdown() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}
+
+/** Starts the reaper singleton unless it already runs; every worker tries, one wins. */
+async function ensureReaper(client: Client, config: Config): Promise<void> {
+  const input: ReaperInput = { intervalMs: config.timing.reaperIntervalMs };
+  try {
+    await client.workflow.start('reaperWorkflow', {
+      workflowId: REAPER_WORKFLOW_ID,
+      taskQueue: config.temporal.taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      staticSummary: 'Dormouse maintenance: runner liveness, hibernating-request sweep, command trim',
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger('worker', config.logLevel);
+  const worker = await startWorker(config, log);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log.info({ signal }, 'shutting down');
+      worker.shutdown().catch((err: unknown) => log.error({ err }, 'shutdown failed'));
+    });
+  }
+  await worker.done;
+  log.info('stopped');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

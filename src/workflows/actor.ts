@@ -1,0 +1,464 @@
+/**
+ * The actor workflow: one per actor, id `actor/<actorId>`. It reads as the lifecycle it runs:
+ *
+ *   allocating ─▶ starting ─▶ running ─▶ stopping ─▶ sleeping ─▶ (wake) allocating …
+ *                    │           │                      └──▶ destroyed
+ *                    └── crash ──┴──▶ backoff ─▶ allocating …
+ *
+ * Every start of every generation, whatever its reason, goes through `startGeneration`, the one
+ * function of DESIGN §1. Signal handlers only record what arrived in the memory object; the
+ * main loop acts on it, so continue-as-new can carry the memory whole at any wait.
+ *
+ * Deterministic code only: no I/O, no Node APIs; time and randomness come from the workflow.
+ */
+import * as wf from '@temporalio/workflow';
+import type { ActivityOptions } from '@temporalio/common';
+import type { Activities } from '../activities/index.js';
+import type { ActorEvent, EventEnvelope, RunnerCommand, StartReason, StopReason } from '../protocol/runner-protocol.js';
+import {
+  destroySignal,
+  eventsSignal,
+  rescheduleSignal,
+  runnerLostSignal,
+  sleepSignal,
+  stateQuery,
+  wakeSignal,
+  type ActorMemory,
+  type ActorState,
+  type ActorWorkflowInput,
+  type StopThen,
+} from './actor-api.js';
+import { backoffDelayMs, nextCrashCount } from './backoff.js';
+import { ActorGenerationKey, ActorStateKey, RunnerIdKey } from './search-attributes.js';
+
+const ACTIVITY_OPTIONS: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds' },
+};
+// Allocation retries (without limit) while no runner has room; `NoCapacity` is its failure type.
+const ALLOCATE_OPTIONS: ActivityOptions = {
+  ...ACTIVITY_OPTIONS,
+  retry: { initialInterval: '250 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds' },
+};
+
+const acts = wf.proxyActivities<Activities>(ACTIVITY_OPTIONS);
+
+function freshObservations(): ActorMemory['observed'] {
+  return { running: false, stopped: null, intent: null, runnerLost: false };
+}
+
+function initialMemory(): ActorMemory {
+  return {
+    state: 'allocating',
+    generation: 0,
+    runnerId: null,
+    nextCommandIdx: 0,
+    nextEventIndex: 0,
+    startReason: 'create',
+    stopThen: null,
+    deadline: null,
+    crashCount: 0,
+    lastCrashAt: null,
+    lastError: null,
+    alarmTs: null,
+    requested: { wake: false, sleep: false, reschedule: false, destroy: false },
+    observed: freshObservations(),
+    earlyEvents: [],
+  };
+}
+
+export async function actorWorkflow(input: ActorWorkflowInput): Promise<void> {
+  const m = input.carried ?? initialMemory();
+  const actor = new ActorLifecycle(input, m);
+  actor.installHandlers();
+  actor.publish();
+
+  while (m.state !== 'destroyed') {
+    if (continueAsNewSuggested()) {
+      await wf.condition(wf.allHandlersFinished);
+      await wf.continueAsNew<typeof actorWorkflow>({ ...input, carried: m });
+    }
+    await actor.step();
+  }
+}
+
+function continueAsNewSuggested(): boolean {
+  return wf.workflowInfo().continueAsNewSuggested;
+}
+
+/** Milliseconds until a workflow-clock deadline, never negative. */
+function until(deadline: number | null): number {
+  return deadline === null ? 0 : Math.max(0, deadline - Date.now());
+}
+
+class ActorLifecycle {
+  constructor(
+    private readonly input: ActorWorkflowInput,
+    private readonly m: ActorMemory,
+  ) {}
+
+  installHandlers(): void {
+    const m = this.m;
+    wf.setHandler(wakeSignal, () => void (m.requested.wake = true));
+    wf.setHandler(sleepSignal, () => void (m.requested.sleep = true));
+    wf.setHandler(rescheduleSignal, () => void (m.requested.reschedule = true));
+    wf.setHandler(destroySignal, () => void (m.requested.destroy = true));
+    wf.setHandler(runnerLostSignal, ({ runnerId }) => {
+      if (runnerId === m.runnerId && this.onRunner()) m.observed.runnerLost = true;
+    });
+    wf.setHandler(eventsSignal, (batch) => this.takeEvents(batch));
+    wf.setHandler(stateQuery, () => ({
+      actorId: this.input.actorId,
+      state: m.state,
+      generation: m.generation,
+      runnerId: m.runnerId,
+      crashCount: m.crashCount,
+      alarmTs: m.alarmTs,
+    }));
+  }
+
+  /** One step of the lifecycle from the current state; returns when the state changed or a wait was interrupted. */
+  async step(): Promise<void> {
+    switch (this.m.state) {
+      case 'allocating':
+        return this.startGeneration();
+      case 'starting':
+        return this.awaitRunning();
+      case 'running':
+        return this.whileRunning();
+      case 'stopping':
+        return this.awaitStopped();
+      case 'sleeping':
+        return this.whileSleeping();
+      case 'backoff':
+        return this.whileBackingOff();
+      case 'destroyed':
+        return;
+    }
+  }
+
+  // --- The one start function (DESIGN §1) -------------------------------------------------
+
+  /**
+   * Starts the next generation: allocate a runner, snapshot the hibernating requests, and queue
+   * the StartActor with that snapshot *in the activity input*, so every retry of the send
+   * writes byte-for-byte the same command.
+   */
+  private async startGeneration(): Promise<void> {
+    const m = this.m;
+    if (m.requested.destroy) return this.finishDestroy();
+    const generation = m.generation + 1;
+    const reason = m.startReason;
+
+    const allocation = await this.unlessDestroyed(() =>
+      acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: `allocate generation ${generation} (${reason})` }, [
+        { actorId: this.input.actorId, generation },
+      ]),
+    );
+    if (allocation === 'destroyed') return this.finishDestroy();
+
+    m.generation = generation;
+    m.runnerId = allocation.runnerId;
+    m.nextCommandIdx = 0;
+    m.nextEventIndex = 0;
+    m.observed = freshObservations();
+    m.earlyEvents = [];
+    m.requested.wake = false;
+    m.requested.reschedule = false;
+    this.enter('starting');
+
+    const hibernatingRequests = await acts.listHibernatingRequests.executeWithOptions(
+      { ...ACTIVITY_OPTIONS, summary: `snapshot hibernating requests for generation ${generation}` },
+      [{ actorId: this.input.actorId }],
+    );
+    const n = hibernatingRequests.length;
+    await this.send(
+      {
+        kind: 'startActor',
+        actorId: this.input.actorId,
+        name: this.input.name,
+        key: this.input.key,
+        input: this.input.input,
+        generation,
+        reason,
+        hibernatingRequests,
+      },
+      `start generation ${generation} on runner ${allocation.runnerId} (${reason}) with ${n} hibernating request${n === 1 ? '' : 's'}`,
+    );
+    m.deadline = Date.now() + this.input.timing.startThresholdMs;
+  }
+
+  // --- Waiting phases ---------------------------------------------------------------------
+
+  private async awaitRunning(): Promise<void> {
+    const m = this.m;
+    const woke = await wf.condition(
+      () => m.observed.running || m.observed.stopped !== null || m.observed.runnerLost || m.requested.destroy || continueAsNewSuggested(),
+      until(m.deadline),
+      { summary: 'start threshold' },
+    );
+    if (m.observed.stopped) return this.onUnrequestedStop();
+    if (m.observed.runnerLost) return this.restart('lost');
+    if (m.observed.running) {
+      m.deadline = null;
+      this.enter('running');
+      return this.record();
+    }
+    if (m.requested.destroy) return this.beginStop('destroy');
+    if (!woke) {
+      // The start was never reported: declare it lost, tell the runner to drop it should it
+      // ever get it, and start a new generation with a fresh snapshot.
+      wf.log.warn('start threshold passed without running', { generation: m.generation, runnerId: m.runnerId });
+      await this.send(this.stopCommand('stale'), `drop unreported generation ${m.generation} on runner ${m.runnerId}`);
+      return this.restart('threshold');
+    }
+  }
+
+  private async whileRunning(): Promise<void> {
+    const m = this.m;
+    await wf.condition(
+      () =>
+        m.observed.stopped !== null ||
+        m.observed.runnerLost ||
+        m.observed.intent !== null ||
+        m.requested.sleep ||
+        m.requested.reschedule ||
+        m.requested.destroy ||
+        continueAsNewSuggested(),
+    );
+    if (m.observed.stopped) return this.onUnrequestedStop();
+    if (m.observed.runnerLost) return this.restart('lost');
+    if (m.requested.destroy || m.observed.intent === 'stop') return this.beginStop('destroy');
+    if (m.requested.reschedule) return this.beginStop('reschedule');
+    if (m.requested.sleep || m.observed.intent === 'sleep') return this.beginStop('sleep');
+  }
+
+  private async awaitStopped(): Promise<void> {
+    const m = this.m;
+    const woke = await wf.condition(
+      () =>
+        m.observed.stopped !== null ||
+        m.observed.runnerLost ||
+        (m.requested.destroy && m.stopThen !== 'destroy') ||
+        continueAsNewSuggested(),
+      until(m.deadline),
+      { summary: 'stop threshold' },
+    );
+    // A destroy that arrives while stopping for another reason takes over: the actor is
+    // stopping either way.
+    if (m.requested.destroy) m.stopThen = 'destroy';
+    if (woke && !m.observed.stopped && !m.observed.runnerLost) return;
+    if (!woke) wf.log.warn('stop threshold passed; treating the actor as stopped', { generation: m.generation });
+
+    const then = m.stopThen ?? 'sleep';
+    m.stopThen = null;
+    m.deadline = null;
+    if (then === 'destroy') return this.finishDestroy();
+    if (then === 'reschedule') return this.restart('reschedule');
+    return this.sleep();
+  }
+
+  private async whileSleeping(): Promise<void> {
+    const m = this.m;
+    const alarmDue = () => m.alarmTs !== null && Date.now() >= m.alarmTs;
+    const waitMs = m.alarmTs === null ? undefined : until(m.alarmTs);
+    const predicate = () => m.requested.wake || m.requested.destroy || alarmDue() || continueAsNewSuggested();
+    if (waitMs === undefined) await wf.condition(predicate);
+    else await wf.condition(predicate, waitMs, { summary: 'alarm' });
+
+    m.requested.sleep = false;
+    m.requested.reschedule = false;
+    if (m.requested.destroy) return this.finishDestroy();
+    if (m.requested.wake) return this.restart('wake');
+    if (alarmDue()) {
+      m.alarmTs = null;
+      return this.restart('alarm');
+    }
+  }
+
+  private async whileBackingOff(): Promise<void> {
+    const m = this.m;
+    const woke = await wf.condition(() => m.requested.destroy || continueAsNewSuggested(), until(m.deadline), {
+      summary: 'crash backoff',
+    });
+    if (m.requested.destroy) return this.finishDestroy();
+    if (!woke) {
+      m.deadline = null;
+      return this.restart('crash');
+    }
+  }
+
+  // --- Transitions ------------------------------------------------------------------------
+
+  /**
+   * The next step starts a new generation. Leaving a runner is recorded at once, so gateways
+   * stop routing to the old placement while the new one is allocated.
+   */
+  private async restart(reason: StartReason): Promise<void> {
+    const leavesRunner = this.onRunner();
+    this.m.startReason = reason;
+    this.m.deadline = null;
+    this.enter('allocating');
+    if (leavesRunner) await this.record();
+  }
+
+  private async beginStop(then: StopThen): Promise<void> {
+    const m = this.m;
+    m.stopThen = then;
+    m.requested.sleep = false;
+    m.requested.reschedule = false;
+    m.observed.intent = null;
+    m.deadline = Date.now() + this.input.timing.stopThresholdMs;
+    this.enter('stopping');
+    await this.send(this.stopCommand(then), `stop generation ${m.generation} on runner ${m.runnerId} (${then})`);
+    await this.record();
+  }
+
+  /** The runner stopped the actor without being asked: a crash, or the runner draining. */
+  private async onUnrequestedStop(): Promise<void> {
+    const m = this.m;
+    const stopped = m.observed.stopped!;
+    if (stopped.code === 'ok') {
+      wf.log.info('actor stopped by its runner; starting it elsewhere', { generation: m.generation });
+      return this.restart('drain');
+    }
+    m.lastError = stopped.message ?? 'actor crashed';
+    wf.log.warn('actor crashed', { generation: m.generation, error: m.lastError, policy: this.input.crashPolicy });
+    switch (this.input.crashPolicy) {
+      case 'destroy':
+        return this.finishDestroy();
+      case 'sleep':
+        return this.sleep();
+      case 'restart': {
+        const now = Date.now();
+        m.crashCount = nextCrashCount(m, now, this.input.timing);
+        m.lastCrashAt = now;
+        m.deadline = now + backoffDelayMs(m.crashCount, this.input.timing, Math.random);
+        this.enter('backoff');
+        return this.record();
+      }
+    }
+  }
+
+  private async sleep(): Promise<void> {
+    this.m.requested.sleep = false;
+    this.enter('sleeping');
+    await this.record();
+  }
+
+  private async finishDestroy(): Promise<void> {
+    await acts.destroyActor.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: 'destroy: free the key, delete storage and hibernating requests' }, [
+      { actorId: this.input.actorId },
+    ]);
+    this.m.runnerId = null;
+    this.enter('destroyed');
+  }
+
+  // --- Helpers ----------------------------------------------------------------------------
+
+  private onRunner(): boolean {
+    return this.m.state === 'starting' || this.m.state === 'running' || this.m.state === 'stopping';
+  }
+
+  private stopCommand(reason: StopReason): RunnerCommand {
+    return { kind: 'stopActor', actorId: this.input.actorId, generation: this.m.generation, reason };
+  }
+
+  /** Queues one command for the current generation on its runner. */
+  private async send(command: RunnerCommand, summary: string): Promise<void> {
+    const m = this.m;
+    const envelope = { actorId: this.input.actorId, generation: m.generation, idx: m.nextCommandIdx++, command };
+    await acts.insertAndSendCommands.executeWithOptions({ ...ACTIVITY_OPTIONS, summary }, [
+      { runnerId: m.runnerId!, commands: [envelope] },
+    ]);
+  }
+
+  /** Mirrors the workflow's state into the registry, where gateways wait on it. */
+  private async record(): Promise<void> {
+    const m = this.m;
+    const state = m.state;
+    if (state === 'destroyed') return; // destroyActor records that one
+    await acts.recordActorState.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: `record ${m.state}` }, [
+      {
+        actorId: this.input.actorId,
+        generation: m.generation,
+        state,
+        crashCount: m.crashCount,
+        lastError: m.lastError,
+        alarmTs: m.alarmTs,
+      },
+    ]);
+  }
+
+  private enter(state: ActorState): void {
+    if (this.m.state !== state) wf.log.info('actor state', { from: this.m.state, to: state, generation: this.m.generation });
+    this.m.state = state;
+    this.publish();
+  }
+
+  /** Search attributes and the UI's current details follow every state change. */
+  publish(): void {
+    const m = this.m;
+    wf.upsertSearchAttributes([
+      { key: ActorStateKey, value: m.state },
+      { key: RunnerIdKey, value: m.runnerId },
+      { key: ActorGenerationKey, value: m.generation },
+    ]);
+    const lines = [
+      `**${m.state}** · generation ${m.generation}${m.runnerId ? ` · runner \`${m.runnerId}\`` : ''}`,
+      m.crashCount > 0 ? `crashes: ${m.crashCount}${m.lastError ? ` · last error: ${m.lastError}` : ''}` : null,
+      m.alarmTs !== null ? `alarm at ${new Date(m.alarmTs).toISOString()}` : null,
+    ];
+    wf.setCurrentDetails(lines.filter((l) => l !== null).join('\n\n'));
+  }
+
+  /**
+   * Runs an activity that may wait long (allocation without capacity) and abandons it if a
+   * destroy arrives meanwhile.
+   */
+  private async unlessDestroyed<T>(fn: () => Promise<T>): Promise<T | 'destroyed'> {
+    const scope = new wf.CancellationScope();
+    const work = scope.run(fn);
+    const destroyed = wf.condition(() => this.m.requested.destroy).then(() => 'destroyed' as const);
+    const first = await Promise.race([work, destroyed]);
+    if (first !== 'destroyed') return first;
+    scope.cancel();
+    await work.catch(() => undefined);
+    return 'destroyed';
+  }
+
+  // --- Events from the runner -------------------------------------------------------------
+
+  /** Applies a batch in index order; other generations and seen indices are ignored. */
+  private takeEvents(batch: EventEnvelope[]): void {
+    const m = this.m;
+    for (const envelope of batch) {
+      if (envelope.generation !== m.generation || envelope.index < m.nextEventIndex) continue;
+      if (!m.earlyEvents.some((e) => e.index === envelope.index)) m.earlyEvents.push(envelope);
+    }
+    m.earlyEvents.sort((a, b) => a.index - b.index);
+    while (m.earlyEvents[0]?.index === m.nextEventIndex) {
+      this.apply(m.earlyEvents.shift()!.event);
+      m.nextEventIndex++;
+    }
+  }
+
+  private apply(event: ActorEvent): void {
+    const m = this.m;
+    switch (event.kind) {
+      case 'running':
+        m.observed.running = true;
+        return;
+      case 'stopped':
+        m.observed.stopped = event.message === undefined ? { code: event.code } : { code: event.code, message: event.message };
+        return;
+      case 'intent':
+        m.observed.intent = event.intent;
+        return;
+      case 'setAlarm':
+        m.alarmTs = event.alarmTs;
+        this.publish();
+        return;
+    }
+  }
+}

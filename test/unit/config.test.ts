@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+describe('config', () => {
+  it('has the defaults of DESIGN §7', () => {
+    const c = loadConfig({});
+    expect(c.temporal).toEqual({ address: 'localhost:7233', namespace: 'default', taskQueue: 'dormouse' });
+    expect(c.gateway.port).toBe(6420);
+    expect(c.timing).toMatchObject({
+      hibernationThresholdMs: 90_000,
+      gatewayHeartbeatMs: 45_000,
+      startThresholdMs: 30_000,
+      stopThresholdMs: 300_000,
+      runnerPingMs: 3_000,
+      runnerLostMs: 15_000,
+      wakeTimeoutMs: 90_000,
+      ackTimeoutMs: 30_000,
+      backoffBaseMs: 2_000,
+      backoffMaxExponent: 8,
+      backoffResetMs: 600_000,
+      sleepAfterMs: 30_000,
+    });
+    expect(c.gateway.pendingFrames).toBe(65_535);
+    expect(c.gateway.pendingBytes).toBe(128 * 1024 * 1024);
+  });
+
+  it('takes overrides from the environment', () => {
+    const c = loadConfig({ DORMOUSE_START_THRESHOLD_MS: '1500', TEMPORAL_ADDRESS: 'temporal:7233', DORMOUSE_GATEWAY_PORT: '0' });
+    expect(c.timing.startThresholdMs).toBe(1500);
+    expect(c.temporal.address).toBe('temporal:7233');
+    expect(c.gateway.port).toBe(0);
+  });
+
+  it('refuses nonsense with a message naming the variable', () => {
+    expect(() => loadConfig({ DORMOUSE_RUNNER_LOST_MS: '-5' })).toThrow(ConfigError);
+    expect(() => loadConfig({ DORMOUSE_RUNNER_LOST_MS: 'soon' })).toThrow(/DORMOUSE_RUNNER_LOST_MS/);
+  });
+});
