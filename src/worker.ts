@@ -5,7 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import type { LogLevel, LogMetadata } from '@temporalio/common';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type Faults } from './activities/index.js';
 import { loadConfig, type Config } from './config.js';
 import { migrate } from './db/migrate.js';
@@ -74,9 +75,31 @@ async function ensureReaper(client: Client, config: Config): Promise<void> {
   }
 }
 
+/**
+ * Routes the Temporal SDK's logs (worker state, workflow `log` calls) into pino, so the
+ * worker writes one structured stream. Once per process, before the first worker.
+ */
+export function installSdkLogging(log: Logger): void {
+  const sdk = log.child({ part: 'temporal' });
+  const write = (level: LogLevel, message: string, meta?: LogMetadata) => {
+    sdk[level.toLowerCase() as Lowercase<LogLevel>](meta ?? {}, message);
+  };
+  Runtime.install({
+    logger: {
+      log: write,
+      trace: (message, meta) => write('TRACE', message, meta),
+      debug: (message, meta) => write('DEBUG', message, meta),
+      info: (message, meta) => write('INFO', message, meta),
+      warn: (message, meta) => write('WARN', message, meta),
+      error: (message, meta) => write('ERROR', message, meta),
+    },
+  });
+}
+
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger('worker', config.logLevel);
+  installSdkLogging(log);
   const worker = await startWorker(config, log);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

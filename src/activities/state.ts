@@ -10,8 +10,8 @@ export function stateActivities({ db, log }: ActivityDeps) {
     },
 
     /** Final: frees the key and the runner slot, deletes KV and hibernating requests. */
-    async destroyActor(input: { actorId: string }): Promise<void> {
-      await destroyInDb(db, input.actorId);
+    async destroyActor(input: { actorId: string; lastError: string | null }): Promise<void> {
+      await destroyInDb(db, input.actorId, input.lastError);
       log.info({ actorId: input.actorId }, 'actor destroyed');
     },
   };

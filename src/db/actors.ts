@@ -205,7 +205,7 @@ export async function recordActorState(db: Db, change: StateChange): Promise<voi
  * Marks an actor destroyed whatever its generation: frees its key and runner slot and deletes
  * its storage and hibernating requests. Idempotent.
  */
-export async function destroyActor(db: Db, actorId: string): Promise<void> {
+export async function destroyActor(db: Db, actorId: string, lastError: string | null): Promise<void> {
   await inTransaction(db, async (tx) => {
     const { rows } = await tx.query<{ runner_id: string | null; generation: number }>(
       'SELECT runner_id, generation FROM actors WHERE actor_id = $1 AND destroyed_at IS NULL FOR UPDATE',
@@ -215,8 +215,10 @@ export async function destroyActor(db: Db, actorId: string): Promise<void> {
     if (!row) return;
     if (row.runner_id) await releaseSlot(tx, row.runner_id);
     await tx.query(
-      `UPDATE actors SET state = 'destroyed', runner_id = NULL, connectable = false, destroyed_at = now() WHERE actor_id = $1`,
-      [actorId],
+      `UPDATE actors SET state = 'destroyed', runner_id = NULL, connectable = false, destroyed_at = now(),
+         last_error = coalesce($2::jsonb, last_error)
+       WHERE actor_id = $1`,
+      [actorId, lastError === null ? null : JSON.stringify(lastError)],
     );
     await tx.query('DELETE FROM actor_kv WHERE actor_id = $1', [actorId]);
     await tx.query('DELETE FROM hibernating_requests WHERE actor_id = $1', [actorId]);

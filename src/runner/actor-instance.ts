@@ -75,9 +75,17 @@ export class ActorInstance {
     }
   }
 
-  /** A requested stop: onStop, save, report stopped. */
+  /**
+   * A requested stop: onStop, save, report stopped. A start still in progress is abandoned
+   * instead: its onStart may still be running, so neither onStop nor a save would be safe.
+   */
   async stop(reason: StopReason): Promise<void> {
     if (this.phase === 'ended' || this.phase === 'stopping') return;
+    if (this.phase === 'starting') {
+      this.emit({ kind: 'stopped', code: 'ok' });
+      this.end('stopped before it finished starting');
+      return;
+    }
     this.phase = 'stopping';
     this.clearTimers();
     try {

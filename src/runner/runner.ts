@@ -173,7 +173,9 @@ class ActorRunner implements Runner {
       log: this.log,
     });
     this.instances.set(command.actorId, instance);
-    await instance.start();
+    // Not awaited: a start that hangs in onStart must not hold back the stop (or the next
+    // generation) that the workflow sends when its start threshold passes.
+    void instance.start();
   }
 
   private forget(instance: ActorInstance): void {

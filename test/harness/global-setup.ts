@@ -1,0 +1,85 @@
+/**
+ * Once per `npm test` run: the Temporal CLI dev server, Postgres (DATABASE_URL or an embedded
+ * one) and the workflow bundle, shared by every test file; each test file then makes its own
+ * database and namespace (test/harness/stack.ts). Everything is torn down afterwards, also when
+ * tests fail; a failed set-up tears down what it had started.
+ */
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+// Resolves 'vitest' for the ProvidedContext augmentation below.
+import type {} from 'vitest';
+import type { TestProject } from 'vitest/node';
+import { loadConfig } from '../../src/config.js';
+import { startEmbeddedPostgres } from '../../src/dev/postgres.js';
+import { resolveTemporalCli } from '../../src/dev/temporal-cli.js';
+import { startTemporalDevServer } from '../../src/dev/temporal-server.js';
+import { allSettledOrThrow } from '../../src/dev/wait.js';
+import { writeWorkflowBundle } from '../../src/workflow-bundle.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** `host:port` of the run's Temporal dev server. */
+    temporalAddress: string;
+    temporalCliPath: string;
+    /** A superuser URL of the run's Postgres server; test files create their databases on it. */
+    adminDatabaseUrl: string;
+    /** The prebuilt workflow bundle, for DORMOUSE_WORKFLOW_BUNDLE. */
+    workflowBundlePath: string;
+    /** Where test stacks write their processes' logs; kept after the run for debugging. */
+    logDir: string;
+  }
+}
+
+type Cleanup = () => Promise<void>;
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const cleanups: Cleanup[] = [];
+  const teardown = async (): Promise<void> => {
+    const errors: unknown[] = [];
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((err: unknown) => errors.push(err));
+    if (errors.length > 0) throw new AggregateError(errors, 'test run teardown failed');
+  };
+
+  try {
+    const config = loadConfig();
+    const runDir = await mkdtemp(join(tmpdir(), 'dormouse-test-'));
+    // The embedded Postgres runs as the `postgres` user when we are root: it must get through.
+    await chmod(runDir, 0o755);
+    const stateDir = join(runDir, 'state');
+    const logDir = join(runDir, 'logs');
+    await mkdir(stateDir);
+    await mkdir(logDir);
+    // Logs stay for debugging; the servers' state goes.
+    cleanups.push(async () => {
+      await rm(stateDir, { recursive: true, force: true });
+      console.log(`dormouse: the process logs of this run are in ${logDir}`);
+    });
+
+    const temporalCliPath = await resolveTemporalCli({ install: false });
+    // In parallel; each registers its cleanup as soon as it has started.
+    const [temporalAddress, adminDatabaseUrl, workflowBundlePath] = await allSettledOrThrow([
+      startTemporalDevServer({ cliPath: temporalCliPath, uiPort: null, dbFile: join(stateDir, 'temporal.db') }).then((server) => {
+        cleanups.push(server.stop);
+        return server.address;
+      }),
+      config.databaseUrl
+        ? Promise.resolve(config.databaseUrl)
+        : startEmbeddedPostgres({ dataDir: join(stateDir, 'postgres'), persistent: false }).then((server) => {
+            cleanups.push(server.stop);
+            return server.url;
+          }),
+      writeWorkflowBundle(join(stateDir, 'workflow-bundle.js')),
+    ]);
+
+    project.provide('temporalAddress', temporalAddress);
+    project.provide('temporalCliPath', temporalCliPath);
+    project.provide('adminDatabaseUrl', adminDatabaseUrl);
+    project.provide('workflowBundlePath', workflowBundlePath);
+    project.provide('logDir', logDir);
+    return teardown;
+  } catch (err) {
+    await teardown().catch(() => undefined);
+    throw err;
+  }
+}

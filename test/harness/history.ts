@@ -1,0 +1,153 @@
+/**
+ * Reading actor workflow histories the way an operator reads them in the Temporal UI: which
+ * activities ran with which inputs and results. Also records histories for the replay test.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import type { temporal } from '@temporalio/proto';
+import type { HibernatingRequestRef, StartActorCommand } from '../../src/protocol/runner-protocol.js';
+import type { InsertAndSendInput } from '../../src/activities/start.js';
+import { actorWorkflowId } from '../../src/workflows/actor-api.js';
+
+type History = temporal.api.history.v1.IHistory;
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+export const HISTORIES_DIR = fileURLToPath(new URL('../histories/', import.meta.url));
+
+export interface ActivityCall {
+  name: string;
+  scheduledEventId: number;
+  /** When the workflow scheduled it (ms since epoch, server clock). */
+  scheduledAt: number;
+  input: unknown;
+  /** Undefined while not completed. */
+  result?: unknown;
+  attempts: number;
+  summary: string | null;
+}
+
+/** The whole history of an actor's workflow, across continue-as-new runs. */
+export async function actorHistories(client: Client, actorId: string): Promise<History[]> {
+  const histories: History[] = [];
+  const handle = client.workflow.getHandle(actorWorkflowId(actorId));
+  const latest = await handle.describe();
+  // Walk from the first run: each run's last event names the next one when it continued as new.
+  let runId: string | undefined = latest.raw.workflowExecutionInfo?.firstRunId || latest.runId;
+  while (runId) {
+    const history = await client.workflow.getHandle(handle.workflowId, runId).fetchHistory();
+    histories.push(history);
+    const last = history.events?.at(-1);
+    runId = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+  }
+  return histories;
+}
+
+/** Every activity the workflow scheduled, in order, with decoded input and result. */
+export function activityCalls(histories: History[]): ActivityCall[] {
+  const calls: ActivityCall[] = [];
+  for (const history of histories) {
+    const byScheduledId = new Map<number, ActivityCall>();
+    for (const event of history.events ?? []) {
+      const scheduled = event.activityTaskScheduledEventAttributes;
+      if (scheduled) {
+        const call: ActivityCall = {
+          name: scheduled.activityType?.name ?? '?',
+          scheduledEventId: Number(event.eventId),
+          scheduledAt: eventTimeMs(event),
+          input: decodeFirst(scheduled.input?.payloads),
+          attempts: 0,
+          summary: userMetadataSummary(event),
+        };
+        byScheduledId.set(call.scheduledEventId, call);
+        calls.push(call);
+      }
+      const started = event.activityTaskStartedEventAttributes;
+      if (started) {
+        const call = byScheduledId.get(Number(started.scheduledEventId));
+        if (call) call.attempts = started.attempt ?? 1;
+      }
+      const completed = event.activityTaskCompletedEventAttributes;
+      if (completed) {
+        const call = byScheduledId.get(Number(completed.scheduledEventId));
+        if (call) call.result = decodeFirst(completed.result?.payloads) ?? null;
+      }
+    }
+  }
+  return calls;
+}
+
+export interface RecordedStart {
+  generation: number;
+  reason: string;
+  /** The result of `listHibernatingRequests` for this start. */
+  snapshot: HibernatingRequestRef[];
+  /** The StartActor in the input of `insertAndSendCommands`. */
+  command: StartActorCommand;
+  /** How many `listHibernatingRequests` calls this start made (DESIGN §1: exactly one). */
+  snapshotReads: number;
+  sendAttempts: number;
+  sendSummary: string | null;
+}
+
+/**
+ * Each start as the history records it: the snapshot read and the command sent. Throws if the
+ * history breaks the one rule (a start without exactly one snapshot read before its send).
+ */
+export function recordedStarts(calls: ActivityCall[]): RecordedStart[] {
+  const starts: RecordedStart[] = [];
+  let snapshots: HibernatingRequestRef[][] = [];
+  for (const call of calls) {
+    if (call.name === 'listHibernatingRequests') {
+      if (call.result === undefined) throw new Error('a snapshot read has not completed');
+      snapshots.push(call.result as HibernatingRequestRef[]);
+      continue;
+    }
+    if (call.name !== 'insertAndSendCommands') continue;
+    const input = call.input as InsertAndSendInput;
+    const start = input.commands.find((c) => c.command.kind === 'startActor');
+    if (!start || start.command.kind !== 'startActor') continue;
+    if (snapshots.length !== 1) throw new Error(`start of generation ${start.generation} follows ${snapshots.length} snapshot reads`);
+    starts.push({
+      generation: start.generation,
+      reason: start.command.reason,
+      snapshot: snapshots[0]!,
+      command: start.command,
+      snapshotReads: snapshots.length,
+      sendAttempts: call.attempts,
+      sendSummary: call.summary,
+    });
+    snapshots = [];
+  }
+  return starts;
+}
+
+/** Saves an actor's histories under test/histories when DORMOUSE_RECORD_HISTORIES is set. */
+export async function recordHistories(client: Client, actorId: string, name: string): Promise<void> {
+  if (!process.env.DORMOUSE_RECORD_HISTORIES) return;
+  const histories = await actorHistories(client, actorId);
+  await mkdir(HISTORIES_DIR, { recursive: true });
+  await Promise.all(
+    histories.map((history, i) =>
+      writeFile(join(HISTORIES_DIR, `${name}${histories.length > 1 ? `.${i + 1}` : ''}.json`), historyToJSON(history)),
+    ),
+  );
+}
+
+function eventTimeMs(event: HistoryEvent): number {
+  const t = event.eventTime;
+  return t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0;
+}
+
+function decodeFirst(payloads: temporal.api.common.v1.IPayload[] | null | undefined): unknown {
+  const payload = payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload(payload) : undefined;
+}
+
+function userMetadataSummary(event: HistoryEvent): string | null {
+  const summary = event.userMetadata?.summary;
+  return summary ? (defaultPayloadConverter.fromPayload(summary) as string) : null;
+}

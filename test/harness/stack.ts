@@ -1,0 +1,235 @@
+/**
+ * A Dormouse stack per test file: a fresh database and Temporal namespace on the run's shared
+ * servers (see global-setup.ts), and real worker, gateway and runner processes.
+ *
+ *   const stack = await createTestStack();
+ *   afterAll(() => stack.stop());
+ *
+ * Every process logs to a file under the run's log directory; a process that fails to start
+ * reports its log file and last lines, which is where to look when a test fails.
+ */
+import { randomBytes } from 'node:crypto';
+import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { inject } from 'vitest';
+import { migrate } from '../../src/db/migrate.js';
+import { createPool, type Db } from '../../src/db/pool.js';
+import { freePort } from '../../src/dev/free-port.js';
+import { createDatabase, databaseUrl, dropDatabase } from '../../src/dev/postgres.js';
+import { startNodeProcess, type NodeProcess } from '../../src/dev/processes.js';
+import { ensureNamespace } from '../../src/dev/temporal-server.js';
+import { allSettledOrThrow } from '../../src/dev/wait.js';
+import { createLogger } from '../../src/log.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const WORKER_SCRIPT = join(ROOT, 'src/worker.ts');
+export const GATEWAY_SCRIPT = join(ROOT, 'src/gateway/main.ts');
+export const RUNNER_SCRIPT = join(ROOT, 'test/fixtures/runner.ts');
+
+export interface StackProcessOptions {
+  /** Defaults to `worker-N`, `gateway-N`, `runner-N`. */
+  name?: string;
+  /** Added to the stack's environment for this process only. */
+  env?: Record<string, string>;
+  /** The entry file (absolute, or relative to the project root); defaults per role. */
+  script?: string;
+  /** How long to wait for its `ready` line (default: the stack's). */
+  readyTimeoutMs?: number;
+}
+
+export interface GatewayOptions extends StackProcessOptions {
+  /** Defaults to the stack's gateway port for the first gateway, a free port for others. */
+  port?: number;
+}
+
+export interface TestStackOptions {
+  /** Added to every process's environment, e.g. shorter timings. */
+  env?: Record<string, string>;
+  /** Worker processes to start (default 1). */
+  workers?: number;
+  /** Start a gateway (default true). */
+  gateway?: boolean;
+  /** Runner processes to start (default: one with the default fixture). */
+  runners?: StackProcessOptions[];
+  /** How long each process may take to log `ready` (default 30 s). */
+  readyTimeoutMs?: number;
+  /** How long `stop()` gives a process after SIGTERM before SIGKILL (default 10 s). */
+  stopGraceMs?: number;
+}
+
+export type GatewayProcess = NodeProcess & { readonly url: string; readonly port: number };
+
+export interface TestStack {
+  /** Base URL of the stack's (first) gateway, also when it has not been started. */
+  gatewayUrl: string;
+  /** URL of this stack's own database. */
+  databaseUrl: string;
+  /** This stack's own Temporal namespace. */
+  namespace: string;
+  /** A pool on this stack's database. */
+  db: Db;
+  /** A Temporal client on this stack's namespace. */
+  temporal: Client;
+  /** Where this stack's processes write their logs. */
+  logDir: string;
+  workers: NodeProcess[];
+  gateways: GatewayProcess[];
+  /** The first gateway, if started. */
+  readonly gateway: GatewayProcess | undefined;
+  runners: NodeProcess[];
+  startWorker(options?: StackProcessOptions): Promise<NodeProcess>;
+  startGateway(options?: GatewayOptions): Promise<GatewayProcess>;
+  startRunner(options?: StackProcessOptions): Promise<NodeProcess>;
+  /** Stops every process (runners, gateways, workers), closes connections, drops the database. */
+  stop(): Promise<void>;
+}
+
+export async function createTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const id = randomBytes(4).toString('hex');
+  const temporalAddress = inject('temporalAddress');
+  const gatewayPort = await freePort();
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+  const logDir = join(inject('logDir'), `stack-${id}`);
+  const resources = await openResources(id, temporalAddress);
+
+  const baseEnv: Record<string, string> = {
+    DATABASE_URL: resources.databaseUrl,
+    TEMPORAL_ADDRESS: temporalAddress,
+    TEMPORAL_NAMESPACE: resources.namespace,
+    DORMOUSE_GATEWAY_PORT: String(gatewayPort),
+    DORMOUSE_GATEWAY_URL: gatewayUrl,
+    DORMOUSE_WORKFLOW_BUNDLE: inject('workflowBundlePath'),
+    DORMOUSE_LOG_LEVEL: 'info',
+    ...options.env,
+  };
+  const started = new Map<string, number>();
+  let primaryGatewayPortTaken = false;
+  const launch = (role: string, defaultScript: string, opts: StackProcessOptions, roleEnv: Record<string, string> = {}): Promise<NodeProcess> => {
+    // Numbered at launch, not when ready: parallel starts must not share a name (or a log file).
+    const count = (started.get(role) ?? 0) + 1;
+    started.set(role, count);
+    const name = opts.name ?? `${role}-${count}`;
+    return startNodeProcess({
+      name,
+      script: resolveScript(opts.script ?? defaultScript),
+      env: { ...baseEnv, ...roleEnv, ...opts.env },
+      logFile: join(logDir, `${name}.log`),
+      readyTimeoutMs: opts.readyTimeoutMs ?? options.readyTimeoutMs,
+      stopGraceMs: options.stopGraceMs,
+    });
+  };
+
+  const workers: NodeProcess[] = [];
+  const gateways: GatewayProcess[] = [];
+  const runners: NodeProcess[] = [];
+  const stack: TestStack = {
+    gatewayUrl,
+    databaseUrl: resources.databaseUrl,
+    namespace: resources.namespace,
+    db: resources.db,
+    temporal: new Client({ connection: resources.connection, namespace: resources.namespace }),
+    logDir,
+    workers,
+    gateways,
+    get gateway() {
+      return gateways[0];
+    },
+    runners,
+    async startWorker(opts = {}) {
+      const proc = await launch('worker', WORKER_SCRIPT, opts);
+      workers.push(proc);
+      return proc;
+    },
+    async startGateway(opts = {}) {
+      // The first gateway gets the stack's gateway URL; any other one a port of its own.
+      const usePrimary = opts.port === undefined && !primaryGatewayPortTaken;
+      if (usePrimary) primaryGatewayPortTaken = true;
+      const port = opts.port ?? (usePrimary ? gatewayPort : await freePort());
+      const url = `http://127.0.0.1:${port}`;
+      const proc = await launch('gateway', GATEWAY_SCRIPT, opts, {
+        DORMOUSE_GATEWAY_PORT: String(port),
+        DORMOUSE_GATEWAY_URL: url,
+      });
+      const gateway = Object.assign(proc, { url, port });
+      gateways.push(gateway);
+      return gateway;
+    },
+    async startRunner(opts = {}) {
+      const proc = await launch('runner', RUNNER_SCRIPT, opts);
+      runners.push(proc);
+      return proc;
+    },
+    stop: once(async () => {
+      const errors: unknown[] = [];
+      // Reverse start order: runners first; workers last, so that the workflows can still
+      // handle what the runners and gateways report while they shut down.
+      for (const group of [runners, gateways, workers]) {
+        const results = await Promise.allSettled(group.map((p) => p.stop()));
+        for (const r of results) if (r.status === 'rejected') errors.push(r.reason);
+      }
+      await resources.release().catch((err: unknown) => errors.push(err));
+      if (errors.length > 0) throw new AggregateError(errors, `stopping test stack ${id} failed: ${errors.join('; ')}`);
+    }),
+  };
+
+  try {
+    // Workers and the gateway do not depend on each other; runners connect to the gateway.
+    await allSettledOrThrow([
+      ...Array.from({ length: options.workers ?? 1 }, () => stack.startWorker()),
+      ...(options.gateway === false ? [] : [stack.startGateway()]),
+    ]);
+    await allSettledOrThrow((options.runners ?? [{}]).map((runner) => stack.startRunner(runner)));
+  } catch (err) {
+    await stack.stop().catch(() => undefined);
+    throw err;
+  }
+  return stack;
+}
+
+interface StackResources {
+  databaseUrl: string;
+  namespace: string;
+  db: Db;
+  connection: Connection;
+  /** Closes the pool and the Temporal connection and drops the database. */
+  release(): Promise<void>;
+}
+
+/** A migrated database `dormouse_t_<id>` and a namespace `t-<id>`, with a pool and a connection. */
+async function openResources(id: string, temporalAddress: string): Promise<StackResources> {
+  const adminUrl = inject('adminDatabaseUrl');
+  const databaseName = `dormouse_t_${id}`;
+  const namespace = `t-${id}`;
+  const url = databaseUrl(adminUrl, databaseName);
+  let db: Db | undefined;
+  let connection: Connection | undefined;
+  const release = async (): Promise<void> => {
+    await connection?.close();
+    await db?.end();
+    await dropDatabase(adminUrl, databaseName);
+  };
+
+  await createDatabase(adminUrl, databaseName);
+  try {
+    await migrate(url, createLogger('test-stack', 'warn'));
+    await ensureNamespace(inject('temporalCliPath'), temporalAddress, namespace);
+    db = createPool(url, { max: 5, applicationName: 'dormouse-test' });
+    // An idle client dropped by the server must not crash the test process; the next query fails.
+    db.on('error', () => undefined);
+    connection = await Connection.connect({ address: temporalAddress });
+    return { databaseUrl: url, namespace, db, connection, release };
+  } catch (err) {
+    await release().catch(() => undefined);
+    throw err;
+  }
+}
+
+function resolveScript(script: string): string {
+  return isAbsolute(script) ? script : join(ROOT, script);
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}
