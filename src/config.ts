@@ -1,6 +1,7 @@
 /**
  * The one typed configuration module. Every setting has the default of DESIGN §7 and can be
- * overridden by an environment variable; nothing else in the code base reads `process.env`.
+ * overridden by an environment variable; nothing else in `src/` reads the environment (the
+ * toolchain's TEMPORAL_CLI lookup in dev/temporal-cli.ts aside).
  */
 import { z } from 'zod';
 
@@ -10,7 +11,7 @@ const MINUTE = 60 * SECOND;
 
 const envSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
-  TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
+  TEMPORAL_ADDRESS: z.string().min(1).optional(),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   DORMOUSE_TASK_QUEUE: z.string().min(1).default('dormouse'),
   DORMOUSE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -69,7 +70,13 @@ export interface Timing {
 
 export interface Config {
   databaseUrl: string | undefined;
-  temporal: { address: string; namespace: string; taskQueue: string };
+  temporal: {
+    address: string;
+    /** True when TEMPORAL_ADDRESS was given: the dev stack then uses that server instead of starting one. */
+    addressGiven: boolean;
+    namespace: string;
+    taskQueue: string;
+  };
   logLevel: z.infer<typeof envSchema>['DORMOUSE_LOG_LEVEL'];
   gateway: {
     host: string;
@@ -98,7 +105,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   return {
     databaseUrl: e.DATABASE_URL,
-    temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE, taskQueue: e.DORMOUSE_TASK_QUEUE },
+    temporal: {
+      address: e.TEMPORAL_ADDRESS ?? 'localhost:7233',
+      addressGiven: e.TEMPORAL_ADDRESS !== undefined,
+      namespace: e.TEMPORAL_NAMESPACE,
+      taskQueue: e.DORMOUSE_TASK_QUEUE,
+    },
     logLevel: e.DORMOUSE_LOG_LEVEL,
     gateway: {
       host: e.DORMOUSE_GATEWAY_HOST,

@@ -97,9 +97,7 @@ async function startPostgres(config: Config, stack: DevStack, log: Logger): Prom
 
 async function startTemporal(config: Config, stack: DevStack, log: Logger): Promise<{ address: string; uiUrl: string | null }> {
   const cliPath = await resolveTemporalCli({ install: false });
-  // config.temporal.address always has a value (its default); only an explicit one means
-  // "use that server", so this one question goes to the environment itself.
-  if (process.env.TEMPORAL_ADDRESS) {
+  if (config.temporal.addressGiven) {
     await ensureNamespace(cliPath, config.temporal.address, config.temporal.namespace);
     return { address: config.temporal.address, uiUrl: null };
   }

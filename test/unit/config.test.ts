@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from '../../src/config.js';
 describe('config', () => {
   it('has the defaults of DESIGN §7', () => {
     const c = loadConfig({});
-    expect(c.temporal).toEqual({ address: 'localhost:7233', namespace: 'default', taskQueue: 'dormouse' });
+    expect(c.temporal).toEqual({ address: 'localhost:7233', addressGiven: false, namespace: 'default', taskQueue: 'dormouse' });
     expect(c.gateway.port).toBe(6420);
     expect(c.timing).toMatchObject({
       hibernationThresholdMs: 90_000,
@@ -27,7 +27,7 @@ describe('config', () => {
   it('takes overrides from the environment', () => {
     const c = loadConfig({ DORMOUSE_START_THRESHOLD_MS: '1500', TEMPORAL_ADDRESS: 'temporal:7233', DORMOUSE_GATEWAY_PORT: '0' });
     expect(c.timing.startThresholdMs).toBe(1500);
-    expect(c.temporal.address).toBe('temporal:7233');
+    expect(c.temporal).toMatchObject({ address: 'temporal:7233', addressGiven: true });
     expect(c.gateway.port).toBe(0);
   });
 
