@@ -36,19 +36,21 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
         const found = new Map(rows.map((r) => [r.key, r.value.toString('base64')]));
         return op.keys.map((key) => ({ key, value: found.get(key) ?? null }));
       }
-      case 'put': {
-        if (op.entries.length > 0) {
+      case 'write': {
+        // A key both put and deleted in one batch ends up put.
+        const puts = new Map(op.put.map((e) => [e.key, e.value]));
+        const deletes = op.delete.filter((key) => !puts.has(key));
+        if (deletes.length > 0) {
+          await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [fence.actorId, deletes]);
+        }
+        if (puts.size > 0) {
           await tx.query(
             `INSERT INTO actor_kv (actor_id, key, value)
              SELECT $1, k, decode(v, 'base64') FROM unnest($2::text[], $3::text[]) AS e(k, v)
              ON CONFLICT (actor_id, key) DO UPDATE SET value = excluded.value`,
-            [fence.actorId, op.entries.map((e) => e.key), op.entries.map((e) => e.value)],
+            [fence.actorId, [...puts.keys()], [...puts.values()]],
           );
         }
-        return [];
-      }
-      case 'delete': {
-        await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [fence.actorId, op.keys]);
         return [];
       }
       case 'list': {

@@ -9,11 +9,12 @@
  * a plain child, Postgres would shut down at once and cut off the workers mid-shutdown.)
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { lastLines } from './exec.js';
@@ -39,6 +40,8 @@ export interface EmbeddedPostgresOptions {
 export interface EmbeddedPostgres {
   /** Admin URL: `postgres://postgres:postgres@127.0.0.1:PORT/postgres`. */
   url: string;
+  /** Where the cluster lives: the requested directory, unless the postgres user could not reach it. */
+  dataDir: string;
   /** The server's own log file. */
   logFile: string;
   /** Stops the server (fast shutdown: connections are closed). Idempotent. */
@@ -46,10 +49,11 @@ export interface EmbeddedPostgres {
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const { dataDir, persistent } = options;
+  const { persistent } = options;
   const port = options.port ?? (await freePort());
-  const { initdb, pg_ctl } = await postgresBinaries();
   const runAs = postgresUser();
+  const dataDir = reachableDataDir(options.dataDir, runAs);
+  const { initdb, pg_ctl } = await reachableBinaries(await postgresBinaries(), runAs);
   const logFile = join(dataDir, SERVER_LOG);
 
   // A persistent cluster is initialised once; initdb refuses a non-empty directory.
@@ -82,6 +86,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    dataDir,
     logFile,
     stop: () => (stopping ??= stop()),
   };
@@ -132,13 +137,61 @@ async function postgresBinaries(): Promise<{ initdb: string; pg_ctl: string }> {
   return { initdb, pg_ctl };
 }
 
-interface UserIds {
+/**
+ * As root the tools run as the postgres user, who may not be able to reach them: a project
+ * cloned under a private directory (`mktemp -d`, /root) hides its node_modules. Then the
+ * binaries are copied once per version into a world-readable cache under the temp directory.
+ */
+async function reachableBinaries(
+  binaries: { initdb: string; pg_ctl: string },
+  runAs: UserIds | undefined,
+): Promise<{ initdb: string; pg_ctl: string }> {
+  if (!runAs || canReach(binaries.pg_ctl, runAs)) return binaries;
+  const nativeDir = dirname(dirname(binaries.pg_ctl)); // <native>/bin/pg_ctl
+  const version = JSON.parse(readFileSync(join(dirname(nativeDir), 'package.json'), 'utf8')) as { version: string };
+  const cache = join(tmpdir(), `dormouse-postgres-${version.version}`);
+  if (!existsSync(join(cache, 'bin', 'pg_ctl'))) {
+    const staging = `${cache}.${process.pid}`;
+    await cp(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
+    await chmod(staging, 0o755);
+    // Another process may have won the race; its copy is as good as ours.
+    await rename(staging, cache).catch(() => rm(staging, { recursive: true, force: true }));
+  }
+  return { initdb: join(cache, 'bin', 'initdb'), pg_ctl: join(cache, 'bin', 'pg_ctl') };
+}
+
+/**
+ * As root, a data directory the postgres user cannot reach (under /root, say) moves to a
+ * directory of its own under the temp directory, named after the requested one so that a
+ * persistent cluster is found again on the next run.
+ */
+function reachableDataDir(requested: string, runAs: UserIds | undefined): string {
+  const parent = dirname(requested);
+  mkdirSync(parent, { recursive: true });
+  if (!runAs || canReach(parent, runAs)) return requested;
+  const name = createHash('sha256').update(requested).digest('hex').slice(0, 12);
+  const dir = join(tmpdir(), `dormouse-pgdata-${name}`);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return join(dir, 'postgres');
+}
+
+/** Whether the postgres user can reach (traverse to and execute or list) a path. */
+export function canReach(path: string, runAs: UserIds): boolean {
+  try {
+    execFileSync('test', ['-x', path], { uid: runAs.uid, gid: runAs.gid, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface UserIds {
   uid: number;
   gid: number;
 }
 
 /** Postgres refuses to run as root: as root, its tools run as the `postgres` system user. */
-function postgresUser(): UserIds | undefined {
+export function postgresUser(): UserIds | undefined {
   if (process.getuid?.() !== 0) return undefined;
   try {
     const id = (flag: string): number => Number.parseInt(execFileSync('id', [flag, USER], { encoding: 'utf8' }).trim(), 10);

@@ -101,11 +101,12 @@ export type EventEnvelope = z.infer<typeof eventEnvelope>;
 const kvKey = z.string().min(1).max(512);
 export const kvOp = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('get'), keys: z.array(kvKey).max(1000) }),
+  /** Puts and deletes in one transaction: state, connection metadata and indices commit together. */
   z.strictObject({
-    kind: z.literal('put'),
-    entries: z.array(z.strictObject({ key: kvKey, value: base64 })).max(1000),
+    kind: z.literal('write'),
+    put: z.array(z.strictObject({ key: kvKey, value: base64 })).max(10_000),
+    delete: z.array(kvKey).max(10_000),
   }),
-  z.strictObject({ kind: z.literal('delete'), keys: z.array(kvKey).max(1000) }),
   z.strictObject({ kind: z.literal('list'), prefix: z.string().max(512) }),
 ]);
 export type KvOp = z.infer<typeof kvOp>;
@@ -117,6 +118,9 @@ export type KvEntry = z.infer<typeof kvEntry>;
 // Frames
 
 const requestId = uuid;
+/** Client→actor message indices start at 1; 0 means "none yet". */
+const wsIndex = z.number().int().min(1);
+const closeCode = z.number().int().min(1000).max(4999);
 
 export const runnerToGateway = z.discriminatedUnion('type', [
   z.strictObject({
@@ -151,6 +155,24 @@ export const runnerToGateway = z.discriminatedUnion('type', [
   }),
   /** The runner is shutting down: allocate nothing more to it; it stops its actors next. */
   z.strictObject({ type: z.literal('drain') }),
+  /** The actor accepted a tunnelled WebSocket; a hibernatable one has its metadata persisted already. */
+  z.strictObject({ type: z.literal('wsOpenAck'), requestId, hibernatable: z.boolean() }),
+  /** Client message `index` is durable at the actor (ack after persist, H6). */
+  z.strictObject({ type: z.literal('wsAck'), requestId, index: wsIndex }),
+  /** A message from the actor to the client. */
+  z.strictObject({ type: z.literal('wsMessage'), requestId, data: z.string(), binary: z.boolean() }),
+  /** The actor closes (or refuses, or does not know) a connection. */
+  z.strictObject({ type: z.literal('wsClose'), requestId, code: closeCode, reason: z.string().max(123) }),
+  /**
+   * Sent on start, before the actor reports running: the snapshot's requests it restored, with the
+   * last index each had processed. The gateway resends what follows and offers the rest (H5, H8).
+   */
+  z.strictObject({
+    type: z.literal('wsRestored'),
+    actorId,
+    generation,
+    requests: z.array(z.strictObject({ requestId, lastIndex: z.number().int().min(0) })).max(100_000),
+  }),
 ]);
 export type RunnerToGateway = z.infer<typeof runnerToGateway>;
 
@@ -185,6 +207,26 @@ export const gatewayToRunner = z.discriminatedUnion('type', [
     headers,
     body: base64.nullable(),
   }),
+  /**
+   * A client WebSocket for the actor. `offer` is true when the gateway offers, after a start, a
+   * hibernating connection that the start's snapshot missed (H8); `lastIndex` is the last client
+   * message index the actor has acknowledged (0 for a new connection).
+   */
+  z.strictObject({
+    type: z.literal('wsOpen'),
+    requestId,
+    actorId,
+    generation,
+    gatewayId: z.string().min(1),
+    path: z.string().min(1),
+    headers,
+    lastIndex: z.number().int().min(0),
+    offer: z.boolean(),
+  }),
+  /** A client message; indices rise by one per connection across every sleep, crash and move (H6). */
+  z.strictObject({ type: z.literal('wsMessage'), requestId, actorId, generation, index: wsIndex, data: z.string(), binary: z.boolean() }),
+  /** The client closed, or the gateway closed it (limits, destroy, shutdown). */
+  z.strictObject({ type: z.literal('wsClose'), requestId, actorId, generation, code: closeCode, reason: z.string().max(123) }),
 ]);
 export type GatewayToRunner = z.infer<typeof gatewayToRunner>;
 

@@ -1,18 +1,50 @@
 /**
- * One generation of one actor hosted by this runner: loads its state, runs its handlers, tracks
- * idleness for sleep, keeps its alarm, and reports its lifecycle as events.
+ * One generation of one actor hosted by this runner: loads its state, restores its hibernating
+ * connections, runs its handlers, tracks idleness for sleep, keeps its alarm, and reports its
+ * lifecycle as events.
+ *
+ * Handlers (requests, messages, connects, disconnects, alarms, stop) run one at a time through
+ * one queue, like an input gate: what a handler changed is persisted before the next one starts,
+ * so a message's effects and its index always become durable together.
  */
 import type { Logger } from '../log.js';
-import type { ActorEvent, GatewayToRunner, KvEntry, KvOp, StartActorCommand, StopReason } from '../protocol/runner-protocol.js';
+import { ClientCloseCode } from '../protocol/client-close-codes.js';
+import type {
+  ActorEvent,
+  GatewayToRunner,
+  KvEntry,
+  KvOp,
+  RunnerToGateway,
+  StartActorCommand,
+  StopReason,
+} from '../protocol/runner-protocol.js';
+import {
+  ActorConnection,
+  CONNECTION_PREFIX,
+  connectionKey,
+  parseRecord,
+  reconcile,
+  type ConnectionHost,
+  type ConnectionRecord,
+} from './connections.js';
 import type { ActorContext, ActorKv, AnyActorDefinition } from './define-actor.js';
 import { FencedError } from './kv-client.js';
+
+/** Test hooks, off unless a test passes them to `createRunner`. */
+export interface RunnerFaults {
+  /** Called after a client message's effects and index are durable, before it is acknowledged. */
+  afterPersistBeforeAck?: (message: { actorId: string; requestId: string; index: number; data: string }) => void;
+}
 
 export interface InstanceHost {
   emit(actorId: string, generation: number, event: ActorEvent): void;
   kv(actorId: string, generation: number, op: KvOp): Promise<KvEntry[]>;
+  /** A frame for the gateway (WebSocket traffic); dropped if disconnected. */
+  send(frame: RunnerToGateway): void;
   /** The instance ended on its own (crash, fenced); the runner forgets it. */
   ended(instance: ActorInstance): void;
   defaultSleepAfterMs: number;
+  faults: RunnerFaults | undefined;
   log: Logger;
 }
 
@@ -22,7 +54,7 @@ export interface HttpResult {
   body: string | null;
 }
 
-type HttpRequestFrame = Extract<GatewayToRunner, { type: 'httpRequest' }>;
+type Frame<T extends GatewayToRunner['type']> = Extract<GatewayToRunner, { type: T }>;
 type Phase = 'starting' | 'running' | 'stopping' | 'ended';
 
 const STATE_KEY = '__dormouse/state';
@@ -35,10 +67,16 @@ export class ActorInstance {
   private phase: Phase = 'starting';
   private readonly ctx: ActorContext;
   private savedState = 'null';
-  private inFlight = 0;
+  private readonly connections = new Map<string, ActorConnection>();
+  /** Records to delete with the next write (connections that ended). */
+  private readonly deletions = new Set<string>();
+  /** Requests and non-hibernatable connections in progress keep the actor awake. */
+  private busy = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private alarmTimer: NodeJS.Timeout | null = null;
   private intentSent = false;
+  private gate: Promise<unknown> = Promise.resolve();
+  private inHandler = false;
   private readonly log: Logger;
 
   constructor(
@@ -52,22 +90,51 @@ export class ActorInstance {
     this.ctx = this.makeContext();
   }
 
+  /** Serving requests and messages: running, or still finishing queued work while stopping. */
   get isRunning(): boolean {
     return this.phase === 'running';
   }
 
-  /** Loads state, runs onStart, and reports running; a failure is a crash of this start. */
+  // --- Lifecycle ----------------------------------------------------------------------------
+
+  /**
+   * Loads state and connection records, reconciles them with the start's snapshot (H5), runs
+   * onStart, persists, tells the gateway what it restored, and only then reports running.
+   */
   async start(): Promise<void> {
     try {
       const [state, alarm] = await this.kvGet([STATE_KEY, ALARM_KEY]);
       this.ctx.state = state ? JSON.parse(state.toString()) : (this.definition.createState?.(this.command.input) ?? null);
       this.savedState = JSON.stringify(this.ctx.state);
-      await this.definition.onStart?.(this.ctx);
-      await this.saveIfChanged();
-      if (this.phase !== 'starting') return; // crashed or fenced during onStart
+
+      const records = (await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: CONNECTION_PREFIX }))
+        .map((e) => (e.value === null ? null : parseRecord(Buffer.from(e.value, 'base64'))))
+        .filter((r): r is ConnectionRecord => r !== null);
+      const { restore, unknown, lost } = reconcile(this.command.hibernatingRequests, records);
+      for (const record of restore) this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
+      for (const ref of unknown) {
+        this.host.send({ type: 'wsClose', requestId: ref.requestId, code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' });
+      }
+
+      await this.runHandler(async () => {
+        await this.definition.onStart?.(this.ctx);
+        for (const record of lost) {
+          this.deletions.add(connectionKey(record.requestId));
+          const conn = new ActorConnection(record, true, this.connectionHost());
+          conn.closed = true;
+          await this.definition.onDisconnect?.(this.ctx, conn, { code: 1006, reason: 'lost while the actor was stopped' });
+        }
+      });
+      if (this.phase !== 'starting') return; // crashed or fenced meanwhile
+      this.host.send({
+        type: 'wsRestored',
+        actorId: this.actorId,
+        generation: this.generation,
+        requests: restore.map((r) => ({ requestId: r.requestId, lastIndex: r.lastIndex })),
+      });
       this.phase = 'running';
       this.emit({ kind: 'running' });
-      this.log.info({ reason: this.command.reason }, 'actor running');
+      this.log.info({ reason: this.command.reason, restored: restore.length, lost: lost.length, unknown: unknown.length }, 'actor running');
       if (alarm) this.scheduleAlarm(Number(alarm.toString()));
       this.touch();
     } catch (err) {
@@ -76,8 +143,9 @@ export class ActorInstance {
   }
 
   /**
-   * A requested stop: onStop, save, report stopped. A start still in progress is abandoned
-   * instead: its onStart may still be running, so neither onStop nor a save would be safe.
+   * A requested stop: after the work already queued, drop non-hibernatable connections, run
+   * onStop, persist, report stopped. A start still in progress is abandoned instead: its onStart
+   * may still run, so neither onStop nor a save would be safe.
    */
   async stop(reason: StopReason): Promise<void> {
     if (this.phase === 'ended' || this.phase === 'stopping') return;
@@ -89,8 +157,14 @@ export class ActorInstance {
     this.phase = 'stopping';
     this.clearTimers();
     try {
-      await this.definition.onStop?.(this.ctx);
-      await this.saveIfChanged();
+      await this.serially(async () => {
+        for (const conn of [...this.connections.values()].filter((c) => !c.hibernatable)) {
+          this.connections.delete(conn.id);
+          conn.closed = true;
+          await this.definition.onDisconnect?.(this.ctx, conn, { code: 1001, reason: 'actor stopping' });
+        }
+        await this.definition.onStop?.(this.ctx);
+      });
     } catch (err) {
       if (err instanceof FencedError) return this.end('fenced while stopping');
       this.log.error({ err }, 'onStop failed');
@@ -106,42 +180,200 @@ export class ActorInstance {
     this.end(why);
   }
 
-  async handleHttp(frame: HttpRequestFrame): Promise<HttpResult> {
-    this.inFlight++;
+  // --- HTTP ---------------------------------------------------------------------------------
+
+  async handleHttp(frame: Frame<'httpRequest'>): Promise<HttpResult> {
+    this.busy++;
     this.touch();
     try {
-      if (!this.definition.onRequest) return { status: 404, headers: { 'content-type': 'text/plain' }, body: b64('actor has no request handler') };
-      const request = new Request(`http://actor${frame.path}`, {
-        method: frame.method,
-        headers: frame.headers,
-        body: frame.body === null || frame.method === 'GET' || frame.method === 'HEAD' ? null : Buffer.from(frame.body, 'base64'),
+      return await this.serially(async () => {
+        if (!this.definition.onRequest) return { status: 404, headers: { 'content-type': 'text/plain' }, body: b64('actor has no request handler') };
+        const request = new Request(`http://actor${frame.path}`, {
+          method: frame.method,
+          headers: frame.headers,
+          body: frame.body === null || frame.method === 'GET' || frame.method === 'HEAD' ? null : Buffer.from(frame.body, 'base64'),
+        });
+        let response: Response;
+        try {
+          response = await this.definition.onRequest(this.ctx, request);
+        } catch (err) {
+          if (err instanceof FencedError) throw err;
+          this.log.warn({ err }, 'request handler failed');
+          return { status: 500, headers: { 'content-type': 'text/plain' }, body: b64(err instanceof Error ? err.message : 'internal error') };
+        }
+        const body = Buffer.from(await response.arrayBuffer());
+        return { status: response.status, headers: Object.fromEntries(response.headers), body: body.length ? body.toString('base64') : null };
       });
-      const response = await this.definition.onRequest(this.ctx, request);
-      await this.saveIfChanged();
-      const body = Buffer.from(await response.arrayBuffer());
-      return { status: response.status, headers: Object.fromEntries(response.headers), body: body.length ? body.toString('base64') : null };
     } catch (err) {
-      if (err instanceof FencedError) this.end('fenced');
-      this.log.warn({ err }, 'request handler failed');
-      return { status: 500, headers: { 'content-type': 'text/plain' }, body: b64(err instanceof Error ? err.message : 'internal error') };
+      this.fail(err);
+      return { status: 503, headers: { 'content-type': 'text/plain' }, body: b64('actor stopped while handling the request') };
     } finally {
-      this.inFlight--;
+      this.busy--;
       this.touch();
     }
+  }
+
+  // --- WebSockets ---------------------------------------------------------------------------
+
+  /** A new connection, or the gateway offering one the snapshot missed (H8). */
+  async openConnection(frame: Frame<'wsOpen'>): Promise<void> {
+    await this.guarded(async () => {
+      const known = this.connections.get(frame.requestId);
+      if (known) {
+        this.host.send({ type: 'wsOpenAck', requestId: known.id, hibernatable: known.hibernatable });
+        return;
+      }
+      if (!this.definition.onMessage) {
+        this.host.send({ type: 'wsClose', requestId: frame.requestId, code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' });
+        return;
+      }
+      const request = { path: frame.path, headers: frame.headers };
+      const choice = this.definition.hibernatable;
+      const hibernatable = typeof choice === 'function' ? choice(this.ctx, request) : choice === true;
+      const record: ConnectionRecord = { v: 1, requestId: frame.requestId, gatewayId: frame.gatewayId, lastIndex: frame.lastIndex, ...request, headers: { ...frame.headers }, attachment: null };
+      const conn = new ActorConnection(record, hibernatable, this.connectionHost());
+      conn.dirty = hibernatable;
+      this.connections.set(conn.id, conn);
+      try {
+        await this.definition.onConnect?.(this.ctx, conn);
+      } catch (err) {
+        this.connections.delete(conn.id);
+        this.deletions.delete(connectionKey(conn.id));
+        this.host.send({ type: 'wsClose', requestId: conn.id, code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' });
+        return;
+      }
+      if (conn.closed) return; // refused inside onConnect; the close is on its way
+      if (!hibernatable) this.busy++;
+      // H1 on the actor side: the record is durable before the gateway hears "accepted".
+      await this.persist();
+      this.host.send({ type: 'wsOpenAck', requestId: conn.id, hibernatable });
+      this.log.debug({ requestId: conn.id, hibernatable, offer: frame.offer }, 'connection accepted');
+    });
+  }
+
+  /** H6: in order, duplicates dropped, a gap refused, acknowledged only once durable. */
+  async takeMessage(frame: Frame<'wsMessage'>): Promise<void> {
+    await this.guarded(async () => {
+      const conn = this.connections.get(frame.requestId);
+      if (!conn) {
+        this.host.send({ type: 'wsClose', requestId: frame.requestId, code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' });
+        return;
+      }
+      if (frame.index <= conn.lastIndex) {
+        this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
+        return;
+      }
+      if (frame.index !== conn.lastIndex + 1) {
+        conn.close(ClientCloseCode.MessageGap, `expected message ${conn.lastIndex + 1}, got ${frame.index}`);
+        return;
+      }
+      const data = frame.binary ? Buffer.from(frame.data, 'base64') : frame.data;
+      try {
+        await this.definition.onMessage?.(this.ctx, conn, data);
+      } catch (err) {
+        if (err instanceof FencedError) throw err;
+        // A handler error does not make the message undelivered: it is processed, and not retried.
+        this.log.warn({ err, requestId: conn.id, index: frame.index }, 'message handler failed');
+      }
+      conn.record.lastIndex = frame.index;
+      conn.dirty = conn.hibernatable;
+      await this.persist();
+      this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: frame.index, data: frame.data });
+      this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
+    });
+  }
+
+  /** The client closed (or the gateway closed it): the record goes, onDisconnect runs, once. */
+  async clientClosed(frame: Frame<'wsClose'>): Promise<void> {
+    await this.guarded(async () => {
+      const conn = this.connections.get(frame.requestId);
+      if (!conn) return;
+      this.connections.delete(conn.id);
+      conn.closed = true;
+      if (!conn.hibernatable) this.busy--;
+      this.deletions.add(connectionKey(conn.id));
+      await this.definition.onDisconnect?.(this.ctx, conn, { code: frame.code, reason: frame.reason });
+      await this.persist();
+      this.touch();
+    });
+  }
+
+  private connectionHost(): ConnectionHost {
+    return {
+      send: (conn, data) => {
+        const binary = typeof data !== 'string';
+        this.host.send({ type: 'wsMessage', requestId: conn.id, data: binary ? Buffer.from(data).toString('base64') : data, binary });
+      },
+      close: (conn, code, reason) => {
+        this.connections.delete(conn.id);
+        if (!conn.hibernatable) this.busy--;
+        this.deletions.add(connectionKey(conn.id));
+        // The record goes before the gateway hears of the close: a crash in between leaves a
+        // request without a record, which the next start closes (L\M), never a double disconnect.
+        const persistThenClose = async () => {
+          await this.persist();
+          this.host.send({ type: 'wsClose', requestId: conn.id, code, reason });
+        };
+        // Queued: inside a handler it runs after that handler's own write.
+        void this.guarded(persistThenClose);
+        this.touch();
+      },
+      changed: () => {
+        if (!this.inHandler) void this.guarded(() => this.persist());
+      },
+    };
+  }
+
+  // --- Persistence and the handler queue ------------------------------------------------------
+
+  /** Runs `fn` after everything queued before it. */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.gate.then(() => this.runHandler(fn));
+    this.gate = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Queued work whose failure is a crash of the actor (a fenced one ends it quietly). */
+  private guarded(fn: () => Promise<void>): Promise<void> {
+    return this.serially(fn).catch((err: unknown) => this.fail(err));
+  }
+
+  /** A handler runs, then whatever it changed is persisted in one write. */
+  private async runHandler<T>(fn: () => Promise<T>): Promise<T> {
+    this.inHandler = true;
+    try {
+      const result = await fn();
+      await this.persist();
+      return result;
+    } finally {
+      this.inHandler = false;
+    }
+  }
+
+  /** One KV write: the state if it changed, dirty connection records, ended ones deleted. */
+  private async persist(): Promise<void> {
+    const put: { key: string; value: string }[] = [];
+    const state = JSON.stringify(this.ctx.state);
+    if (state !== this.savedState) put.push({ key: STATE_KEY, value: b64(state) });
+    const dirty = [...this.connections.values()].filter((c) => c.dirty && c.hibernatable);
+    for (const conn of dirty) put.push({ key: connectionKey(conn.id), value: b64(JSON.stringify(conn.record)) });
+    const deletions = [...this.deletions];
+    if (put.length === 0 && deletions.length === 0) return;
+    await this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: deletions });
+    this.savedState = state;
+    for (const conn of dirty) conn.dirty = false;
+    for (const key of deletions) this.deletions.delete(key);
   }
 
   // --- Context ------------------------------------------------------------------------------
 
   private makeContext(): ActorContext {
+    const write = (put: { key: string; value: string }[], del: string[]) =>
+      this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: del }).then(() => undefined);
     const kv: ActorKv = {
       get: async (key) => (await this.kvGet([userKey(key)]))[0] ?? null,
-      put: async (key, value) => {
-        await this.host.kv(this.actorId, this.generation, {
-          kind: 'put',
-          entries: [{ key: userKey(key), value: Buffer.from(value).toString('base64') }],
-        });
-      },
-      delete: async (key) => void (await this.host.kv(this.actorId, this.generation, { kind: 'delete', keys: [userKey(key)] })),
+      put: (key, value) => write([{ key: userKey(key), value: Buffer.from(value).toString('base64') }], []),
+      delete: (key) => write([], [userKey(key)]),
       list: async (prefix) => {
         const entries = await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: userKey(prefix, true) });
         return entries
@@ -156,12 +388,16 @@ export class ActorInstance {
       input: this.command.input,
       generation: this.command.generation,
       state: null,
-      saveState: () => this.saveState(),
+      saveState: () => this.persist(),
       kv,
       sleep: () => this.requestIntent('sleep'),
       destroy: () => this.requestIntent('stop'),
       crash: (error) => this.fail(error),
       setAlarm: (ts) => this.setAlarm(ts),
+      connections: () => [...this.connections.values()],
+      broadcast: (data) => {
+        for (const conn of this.connections.values()) conn.send(data);
+      },
       log: this.log,
     };
   }
@@ -169,16 +405,6 @@ export class ActorInstance {
   private async kvGet(keys: string[]): Promise<(Buffer | null)[]> {
     const entries = await this.host.kv(this.actorId, this.generation, { kind: 'get', keys });
     return entries.map((e) => (e.value === null ? null : Buffer.from(e.value, 'base64')));
-  }
-
-  private async saveState(): Promise<void> {
-    const json = JSON.stringify(this.ctx.state);
-    await this.host.kv(this.actorId, this.generation, { kind: 'put', entries: [{ key: STATE_KEY, value: b64(json) }] });
-    this.savedState = json;
-  }
-
-  private async saveIfChanged(): Promise<void> {
-    if (JSON.stringify(this.ctx.state) !== this.savedState) await this.saveState();
   }
 
   // --- Sleep, alarms, crashes ---------------------------------------------------------------
@@ -190,11 +416,15 @@ export class ActorInstance {
     this.log.info({ intent }, 'actor asked to stop');
   }
 
-  /** Activity resets the idle clock; with nothing in flight, the actor sleeps after the idle time. */
+  /**
+   * Activity resets the idle clock. With no request in flight and no non-hibernatable
+   * connection open, the actor sleeps after the idle time; hibernatable connections do not
+   * keep it awake.
+   */
   private touch(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    if (this.phase !== 'running' || this.inFlight > 0) return;
+    if (this.phase !== 'running' || this.busy > 0) return;
     this.idleTimer = setTimeout(() => this.requestIntent('sleep'), this.sleepAfterMs());
   }
 
@@ -206,8 +436,8 @@ export class ActorInstance {
   }
 
   private async setAlarm(ts: number | null): Promise<void> {
-    if (ts === null) await this.host.kv(this.actorId, this.generation, { kind: 'delete', keys: [ALARM_KEY] });
-    else await this.host.kv(this.actorId, this.generation, { kind: 'put', entries: [{ key: ALARM_KEY, value: b64(String(ts)) }] });
+    if (ts === null) await this.host.kv(this.actorId, this.generation, { kind: 'write', put: [], delete: [ALARM_KEY] });
+    else await this.host.kv(this.actorId, this.generation, { kind: 'write', put: [{ key: ALARM_KEY, value: b64(String(ts)) }], delete: [] });
     this.emit({ kind: 'setAlarm', alarmTs: ts });
     this.scheduleAlarm(ts);
   }
@@ -224,15 +454,16 @@ export class ActorInstance {
   private async fireAlarm(): Promise<void> {
     this.alarmTimer = null;
     if (this.phase !== 'running') return;
-    this.inFlight++;
+    this.busy++;
     try {
       await this.setAlarm(null);
-      await this.definition.onAlarm?.(this.ctx);
-      await this.saveIfChanged();
+      await this.serially(async () => {
+        await this.definition.onAlarm?.(this.ctx);
+      });
     } catch (err) {
       this.fail(err);
     } finally {
-      this.inFlight--;
+      this.busy--;
       this.touch();
     }
   }

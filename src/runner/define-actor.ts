@@ -13,6 +13,28 @@ export interface ActorKv {
   list(prefix: string): Promise<{ key: string; value: Buffer }[]>;
 }
 
+/** A client WebSocket tunnelled to the actor. */
+export interface Connection<Attachment = unknown> {
+  /** The request id: stable across every sleep, crash and move of a hibernatable connection. */
+  readonly id: string;
+  /** The path after `/actors/:id/ws`, query string included. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** A hibernatable connection survives the actor's sleep, crash and move. */
+  readonly hibernatable: boolean;
+  /** Small user data kept with the connection (JSON, at most 4 KiB), restored with it. */
+  readonly attachment: Attachment | null;
+  /** Persisted with the write that ends the current handler (or at once outside one). */
+  setAttachment(value: Attachment | null): Promise<void>;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface ConnectionRequest {
+  path: string;
+  headers: Readonly<Record<string, string>>;
+}
+
 export interface ActorContext<State = unknown, Input = unknown> {
   readonly actorId: string;
   readonly name: string;
@@ -35,6 +57,10 @@ export interface ActorContext<State = unknown, Input = unknown> {
   crash(error: Error): void;
   /** Schedule `onAlarm` at `ts` (ms since epoch), waking the actor if it sleeps; null clears it. */
   setAlarm(ts: number | null): Promise<void>;
+  /** The open WebSocket connections, restored ones included. */
+  connections(): Connection[];
+  /** Sends to every open connection. */
+  broadcast(data: string | Uint8Array): void;
   readonly log: Logger;
 }
 
@@ -51,6 +77,21 @@ export interface ActorDefinition<State = unknown, Input = unknown> {
   onAlarm?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
   /** Runs before a requested stop (sleep, destroy, move); state is saved after it. */
   onStop?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
+  /**
+   * Accept WebSockets as hibernatable: all of them, or decided per connection. A hibernatable
+   * connection stays open at the gateway while the actor sleeps, crashes or moves, and does not
+   * keep the actor awake.
+   */
+  hibernatable?: boolean | ((ctx: ActorContext<State, Input>, request: ConnectionRequest) => boolean);
+  /** A new connection (not a restored one). Throwing, or closing it, refuses it. */
+  onConnect?: (ctx: ActorContext<State, Input>, conn: Connection) => Promise<void> | void;
+  /**
+   * A client message, delivered once and in order. State changes made here are persisted
+   * together with the message's index before it is acknowledged. Actors without it refuse WebSockets.
+   */
+  onMessage?: (ctx: ActorContext<State, Input>, conn: Connection, message: string | Buffer) => Promise<void> | void;
+  /** The client went away: closed, or lost while the actor was stopped. Called once per connection. */
+  onDisconnect?: (ctx: ActorContext<State, Input>, conn: Connection, event: { code: number; reason: string }) => Promise<void> | void;
 }
 
 /** Identity function that gives actor definitions their types. */

@@ -4,3 +4,5 @@ export type { ActorContext, ActorDefinition, ActorKv, AnyActorDefinition } from 
 export { createRunner } from './runner.js';
 export type { Runner, RunnerOptions } from './runner.js';
 export { FencedError } from './kv-client.js';
+export type { Connection, ConnectionRequest } from './define-actor.js';
+export type { RunnerFaults } from './actor-instance.js';

@@ -14,7 +14,7 @@ import {
   type GatewayToRunner,
   type KvOp,
 } from '../protocol/runner-protocol.js';
-import { ActorInstance } from './actor-instance.js';
+import { ActorInstance, type RunnerFaults } from './actor-instance.js';
 import type { AnyActorDefinition } from './define-actor.js';
 import { EventOutbox } from './event-outbox.js';
 import { GatewayLink, type Welcome } from './gateway-link.js';
@@ -31,6 +31,8 @@ export interface RunnerOptions {
   /** Idle time before an actor sleeps, unless its type or input says otherwise. */
   defaultSleepAfterMs?: number;
   log?: Logger;
+  /** Test hooks; leave unset. */
+  faults?: RunnerFaults;
 }
 
 export interface Runner {
@@ -121,9 +123,29 @@ class ActorRunner implements Runner {
         return this.kv.onResponse(message);
       case 'httpRequest':
         return void this.serveHttp(message);
+      case 'wsOpen':
+        return void this.hosting(message)?.openConnection(message);
+      case 'wsMessage':
+        return void this.hosting(message)?.takeMessage(message);
+      case 'wsClose':
+        // A close for an actor not running here reaches it at its next start (M\L).
+        return void this.hosting(message, false)?.clientClosed(message);
       case 'pong':
         return;
     }
+  }
+
+  /**
+   * The running instance a tunnelled frame is for. If there is none, the gateway hears
+   * `not_hosted` and keeps the connection (it hibernates or waits for the next start).
+   */
+  private hosting(frame: { requestId: string; actorId: string; generation: number }, answer = true): ActorInstance | undefined {
+    const instance = this.instances.get(frame.actorId);
+    if (instance?.generation === frame.generation && instance.isRunning) return instance;
+    if (answer) {
+      this.link.send({ type: 'requestError', requestId: frame.requestId, code: 'not_hosted', message: `actor ${frame.actorId} generation ${frame.generation} is not running here` });
+    }
+    return undefined;
   }
 
   /** Commands apply in order per actor; a replay of one already applied is acknowledged and dropped. */
@@ -168,6 +190,8 @@ class ActorRunner implements Runner {
     const instance = new ActorInstance(command, definition, {
       emit: (actorId, generation, event) => this.outbox.emit(actorId, generation, event),
       kv: (actorId, generation, op: KvOp) => this.kv.request(actorId, generation, op),
+      send: (frame) => void this.link.send(frame),
+      faults: this.options.faults,
       ended: (ended) => this.forget(ended),
       defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? DEFAULT_SLEEP_AFTER_MS,
       log: this.log,
@@ -184,11 +208,8 @@ class ActorRunner implements Runner {
   }
 
   private async serveHttp(frame: Extract<GatewayToRunner, { type: 'httpRequest' }>): Promise<void> {
-    const instance = this.instances.get(frame.actorId);
-    if (!instance || instance.generation !== frame.generation || !instance.isRunning) {
-      this.link.send({ type: 'requestError', requestId: frame.requestId, code: 'not_hosted', message: `actor ${frame.actorId} generation ${frame.generation} is not running here` });
-      return;
-    }
+    const instance = this.hosting(frame);
+    if (!instance) return;
     const result = await instance.handleHttp(frame);
     this.link.send({ type: 'httpResponse', requestId: frame.requestId, ...result });
   }

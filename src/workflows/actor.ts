@@ -99,7 +99,11 @@ class ActorLifecycle {
 
   installHandlers(): void {
     const m = this.m;
-    wf.setHandler(wakeSignal, () => void (m.requested.wake = true));
+    // A wake for an actor that is starting or running is already served; kept, it would
+    // restart the actor the moment it next fell asleep.
+    wf.setHandler(wakeSignal, () => {
+      if (m.state !== 'starting' && m.state !== 'running') m.requested.wake = true;
+    });
     wf.setHandler(sleepSignal, () => void (m.requested.sleep = true));
     wf.setHandler(rescheduleSignal, () => void (m.requested.reschedule = true));
     wf.setHandler(destroySignal, () => void (m.requested.destroy = true));

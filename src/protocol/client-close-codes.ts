@@ -1,0 +1,29 @@
+/**
+ * The close codes a client's WebSocket may receive from Dormouse, beside the standard ones the
+ * `ws` library sends itself (1009 message too big). Each says what happened and what to do.
+ */
+export const ClientCloseCode = {
+  /** The gateway is shutting down: reconnect. */
+  GoingAway: 1001,
+  /** The gateway lost its registration (it could not heartbeat for longer than T): reconnect (H2). */
+  ServiceRestart: 1012,
+  /** The actor refused the connection. */
+  Rejected: 4400,
+  /** No such actor. */
+  ActorNotFound: 4404,
+  /** A message arrived out of order at the actor: a bug, or lost frames. */
+  MessageGap: 4409,
+  /** The actor was destroyed. */
+  ActorDestroyed: 4410,
+  /** The actor stopped and this connection was not hibernatable: reconnect to wake it. */
+  ActorStopped: 4412,
+  /** More unacknowledged messages (count or bytes) than the gateway keeps for one connection. */
+  TooManyPending: 4413,
+  /** The actor does not know this connection (it was lost while hibernating): reconnect. */
+  UnknownConnection: 4500,
+  /** The actor did not wake within the wake timeout. */
+  ActorUnavailable: 4503,
+  /** The actor did not acknowledge a message within the acknowledgement timeout. */
+  AckTimeout: 4504,
+} as const;
+export type ClientCloseCode = (typeof ClientCloseCode)[keyof typeof ClientCloseCode];

@@ -1,0 +1,113 @@
+/**
+ * The actor side of tunnelled WebSockets: a connection's persisted record (request and gateway
+ * ids, last processed index, path, headers, attachment), and the reconciliation a start runs
+ * between the snapshot L of hibernating requests and the persisted records M (H5).
+ */
+import type { HibernatingRequestRef } from '../protocol/runner-protocol.js';
+import type { Connection } from './define-actor.js';
+
+export const CONNECTION_PREFIX = '__dormouse/conn/';
+export const ATTACHMENT_LIMIT_BYTES = 4096;
+const RECORD_VERSION = 1;
+
+export interface ConnectionRecord {
+  v: typeof RECORD_VERSION;
+  requestId: string;
+  gatewayId: string;
+  /** The last client message index processed (and persisted with its effects). */
+  lastIndex: number;
+  path: string;
+  headers: Record<string, string>;
+  attachment: unknown;
+}
+
+export function connectionKey(requestId: string): string {
+  return `${CONNECTION_PREFIX}${requestId}`;
+}
+
+/** Parses a stored record; an unknown version or shape is treated as no record (not restorable). */
+export function parseRecord(raw: Buffer): ConnectionRecord | null {
+  try {
+    const value = JSON.parse(raw.toString()) as Partial<ConnectionRecord>;
+    if (value.v !== RECORD_VERSION || typeof value.requestId !== 'string' || typeof value.gatewayId !== 'string') return null;
+    if (typeof value.lastIndex !== 'number' || typeof value.path !== 'string' || typeof value.headers !== 'object') return null;
+    return value as ConnectionRecord;
+  } catch {
+    return null;
+  }
+}
+
+export interface Reconciliation {
+  /** L∩M: restored without running the open handler. */
+  restore: ConnectionRecord[];
+  /** L\\M: the gateway holds them, the actor has no record: closed toward the gateway. */
+  unknown: HibernatingRequestRef[];
+  /** M\\L: the actor has a record, no live request remains: reported as disconnected. */
+  lost: ConnectionRecord[];
+}
+
+/** H5. Pure: a connection is the same on both sides only if request and gateway ids match. */
+export function reconcile(snapshot: HibernatingRequestRef[], records: ConnectionRecord[]): Reconciliation {
+  const key = (gatewayId: string, requestId: string) => `${gatewayId}/${requestId}`;
+  const inSnapshot = new Set(snapshot.map((r) => key(r.gatewayId, r.requestId)));
+  const inRecords = new Set(records.map((r) => key(r.gatewayId, r.requestId)));
+  return {
+    restore: records.filter((r) => inSnapshot.has(key(r.gatewayId, r.requestId))),
+    unknown: snapshot.filter((r) => !inRecords.has(key(r.gatewayId, r.requestId))),
+    lost: records.filter((r) => !inSnapshot.has(key(r.gatewayId, r.requestId))),
+  };
+}
+
+export interface ConnectionHost {
+  send(conn: ActorConnection, data: string | Uint8Array): void;
+  close(conn: ActorConnection, code: number, reason: string): void;
+  /** The attachment changed: persist the record with the next write. */
+  changed(conn: ActorConnection): void;
+}
+
+/** One open connection as the actor sees it. */
+export class ActorConnection implements Connection {
+  closed = false;
+  /** The record must be written (attachment or index changed). */
+  dirty = false;
+
+  constructor(
+    readonly record: ConnectionRecord,
+    readonly hibernatable: boolean,
+    private readonly host: ConnectionHost,
+  ) {}
+
+  get id(): string {
+    return this.record.requestId;
+  }
+  get path(): string {
+    return this.record.path;
+  }
+  get headers(): Readonly<Record<string, string>> {
+    return this.record.headers;
+  }
+  get attachment(): unknown {
+    return this.record.attachment ?? null;
+  }
+  get lastIndex(): number {
+    return this.record.lastIndex;
+  }
+
+  async setAttachment(value: unknown): Promise<void> {
+    const size = Buffer.byteLength(JSON.stringify(value ?? null));
+    if (size > ATTACHMENT_LIMIT_BYTES) throw new Error(`attachment of ${size} bytes is over the ${ATTACHMENT_LIMIT_BYTES}-byte limit`);
+    this.record.attachment = value ?? null;
+    this.dirty = true;
+    this.host.changed(this);
+  }
+
+  send(data: string | Uint8Array): void {
+    if (!this.closed) this.host.send(this, data);
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.host.close(this, code, reason);
+  }
+}
