@@ -23,6 +23,8 @@ const envSchema = z.object({
   DORMOUSE_GATEWAY_ID: z.string().min(1).optional(),
   /** Largest management-API or tunnelled HTTP body. */
   DORMOUSE_MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  /** Largest client WebSocket message; bigger ones close the socket with 1009. */
+  DORMOUSE_MAX_MESSAGE_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
   /** How long a tunnelled HTTP request waits for its actor to answer. */
   DORMOUSE_REQUEST_TIMEOUT_MS: ms(60 * SECOND),
 
@@ -84,6 +86,7 @@ export interface Config {
     url: string;
     id: string | undefined;
     maxBodyBytes: number;
+    maxMessageBytes: number;
     requestTimeoutMs: number;
     pendingFrames: number;
     pendingBytes: number;
@@ -118,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       url: e.DORMOUSE_GATEWAY_URL ?? `http://${e.DORMOUSE_GATEWAY_HOST}:${e.DORMOUSE_GATEWAY_PORT}`,
       id: e.DORMOUSE_GATEWAY_ID,
       maxBodyBytes: e.DORMOUSE_MAX_BODY_BYTES,
+      maxMessageBytes: e.DORMOUSE_MAX_MESSAGE_BYTES,
       requestTimeoutMs: e.DORMOUSE_REQUEST_TIMEOUT_MS,
       pendingFrames: e.DORMOUSE_PENDING_FRAMES,
       pendingBytes: e.DORMOUSE_PENDING_BYTES,

@@ -1,6 +1,6 @@
 /** Queries on the `actors` registry. The actor workflow is the only writer of state and generation. */
 import type { ActorState, CrashPolicy } from '../workflows/actor-api.js';
-import { ACTOR_STATE_CHANNEL } from './channels.js';
+import { ACTOR_STATE_CHANNEL, type ActorStateNotice } from './channels.js';
 import { inTransaction, type Db, type Queryable } from './pool.js';
 
 /** The public shape of an actor (DESIGN §6). */
@@ -150,7 +150,7 @@ export async function allocateActor(
       `UPDATE actors SET generation = $2, runner_id = $3, state = 'starting', connectable = false WHERE actor_id = $1`,
       [args.actorId, args.generation, runner.runner_id],
     );
-    await notifyState(tx, args.actorId, 'starting', args.generation);
+    await notifyState(tx, { actorId: args.actorId, state: 'starting', generation: args.generation, runnerId: runner.runner_id });
     return { runnerId: runner.runner_id };
   });
 }
@@ -159,8 +159,8 @@ async function releaseSlot(tx: Queryable, runnerId: string): Promise<void> {
   await tx.query('UPDATE runners SET allocated = greatest(allocated - 1, 0) WHERE runner_id = $1', [runnerId]);
 }
 
-async function notifyState(tx: Queryable, actorId: string, state: ActorState, generation: number): Promise<void> {
-  await tx.query('SELECT pg_notify($1, $2)', [ACTOR_STATE_CHANNEL, JSON.stringify({ actorId, state, generation })]);
+async function notifyState(tx: Queryable, notice: ActorStateNotice): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [ACTOR_STATE_CHANNEL, JSON.stringify(notice)]);
 }
 
 export interface StateChange {
@@ -197,7 +197,7 @@ export async function recordActorState(db: Db, change: StateChange): Promise<voi
        WHERE actor_id = $1`,
       [change.actorId, change.state, leavesRunner, change.crashCount, JSON.stringify(change.lastError), change.alarmTs],
     );
-    await notifyState(tx, change.actorId, change.state, change.generation);
+    await notifyState(tx, { actorId: change.actorId, state: change.state, generation: change.generation, runnerId: leavesRunner ? null : row.runner_id });
   });
 }
 
@@ -222,7 +222,7 @@ export async function destroyActor(db: Db, actorId: string, lastError: string | 
     );
     await tx.query('DELETE FROM actor_kv WHERE actor_id = $1', [actorId]);
     await tx.query('DELETE FROM hibernating_requests WHERE actor_id = $1', [actorId]);
-    await notifyState(tx, actorId, 'destroyed', row.generation);
+    await notifyState(tx, { actorId, state: 'destroyed', generation: row.generation, runnerId: null });
   });
 }
 

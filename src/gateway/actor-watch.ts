@@ -6,7 +6,6 @@
 import { getActor, type Actor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
 import type { Db } from '../db/pool.js';
-import type { Logger } from '../log.js';
 import { HttpError } from './errors.js';
 
 export interface WaitOptions {
@@ -21,20 +20,9 @@ export interface WaitOptions {
 export class ActorWatch {
   private readonly waiters = new Map<string, Set<() => void>>();
 
-  constructor(
-    private readonly db: Db,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly db: Db) {}
 
-  /** Handles one `dormouse_actor_state` notification payload. */
-  onNotice(payload: string): void {
-    let notice: ActorStateNotice;
-    try {
-      notice = JSON.parse(payload) as ActorStateNotice;
-    } catch {
-      this.log.warn({ payload }, 'unreadable actor state notice');
-      return;
-    }
+  onNotice(notice: ActorStateNotice): void {
     for (const waiter of this.waiters.get(notice.actorId) ?? []) waiter();
   }
 
@@ -45,7 +33,8 @@ export class ActorWatch {
 
   async waitUntilRunning(actorId: string, options: WaitOptions): Promise<Actor & { runnerId: string }> {
     let changed = this.nextChange(actorId);
-    let woken = false;
+    // Woken once per sleep observed: a wake that raced the actor falling asleep is sent again.
+    let wokenFrom = '';
     try {
       for (;;) {
         const actor = await getActor(this.db, actorId);
@@ -53,8 +42,9 @@ export class ActorWatch {
         if (actor.state === 'destroyed') throw new HttpError(404, 'actor_destroyed', `actor ${actorId} was destroyed`);
         const stale = options.staleGeneration !== undefined && actor.generation <= options.staleGeneration;
         if (actor.state === 'running' && actor.runnerId && !stale) return { ...actor, runnerId: actor.runnerId };
-        if (!woken && (actor.state === 'sleeping' || actor.state === 'stopping' || stale)) {
-          woken = true;
+        const asleep = `${actor.state}/${actor.generation}`;
+        if (wokenFrom !== asleep && (actor.state === 'sleeping' || actor.state === 'stopping' || stale)) {
+          wokenFrom = asleep;
           await options.wake();
         }
         const remaining = options.deadline - Date.now();

@@ -8,13 +8,15 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
-import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL } from '../db/channels.js';
-import { heartbeatGateway, registerGateway, unregisterGateway } from '../db/gateways.js';
+import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL, parseActorStateNotice } from '../db/channels.js';
+import { unregisterGateway, registerGateway } from '../db/gateways.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { connectClient } from '../temporal-client.js';
 import { ActorWatch } from './actor-watch.js';
+import { ClientSocketHub } from './client-sockets.js';
+import { GatewayHeartbeat } from './heartbeat.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { registerHttpTunnel } from './http-tunnel.js';
 import { registerManagementApi } from './management-api.js';
@@ -38,24 +40,49 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   const client = await connectClient(config);
 
   const pings = new RunnerPings(db, gatewayId, config.timing.runnerPingMs, log);
-  const runners = new RunnerEndpoint({ db, client, config, log, gatewayId, touch: (id) => pings.touch(id) });
-  const watch = new ActorWatch(db, log);
+  const watch = new ActorWatch(db);
+  const sockets = new ClientSocketHub({
+    db,
+    client,
+    config,
+    log,
+    gatewayId,
+    watch,
+    sendToRunner: (runnerId, frame) => {
+      const runner = runners.get(runnerId);
+      if (!runner || runner.isClosed) return false;
+      runner.send(frame);
+      return true;
+    },
+  });
+  const runners = new RunnerEndpoint({ db, client, config, log, gatewayId, touch: (id) => pings.touch(id), sockets });
   const listener = new NotificationListener(config.databaseUrl, log, () => {
     runners.redeliverAll();
     watch.onReconnect();
   });
   listener.on(COMMANDS_CHANNEL, (runnerId) => runners.onCommandsQueued(runnerId));
-  listener.on(ACTOR_STATE_CHANNEL, (payload) => watch.onNotice(payload));
+  listener.on(ACTOR_STATE_CHANNEL, (payload) => {
+    const notice = parseActorStateNotice(payload);
+    if (!notice) return log.warn({ payload }, 'unreadable actor state notice');
+    watch.onNotice(notice);
+    sockets.onActorState(notice);
+  });
   await listener.start();
 
   const app = buildApp(config, log);
   registerManagementApi(app, { db, client, config });
   registerHttpTunnel(app, { client, config, watch, runners });
-  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length }));
+  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length, ...sockets.stats() }));
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const { pathname } = new URL(request.url ?? '/', 'http://gateway');
+    const url = request.url ?? '/';
+    const { pathname } = new URL(url, 'http://gateway');
     if (pathname === '/runners/connect') return runners.handleUpgrade(request, socket, head);
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    const tunnel = /^\/actors\/([^/]+)\/ws(?=\/|\?|$)/.exec(url);
+    if (tunnel) {
+      const rest = url.slice(tunnel[0].length);
+      return sockets.handleUpgrade(request, socket, head, tunnel[1]!, rest.startsWith('/') ? rest : `/${rest}`);
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
   await app.listen({ host: config.gateway.host, port: config.gateway.port });
@@ -63,17 +90,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   const port = typeof address === 'object' && address ? address.port : config.gateway.port;
   const url = `http://${config.gateway.host}:${port}`;
   await registerGateway(db, gatewayId, url);
-  const heartbeat = setInterval(() => {
-    heartbeatGateway(db, gatewayId).catch((err: unknown) => log.error({ err }, 'gateway heartbeat failed'));
-  }, config.timing.gatewayHeartbeatMs);
-  heartbeat.unref();
+  const heartbeat = new GatewayHeartbeat(db, gatewayId, url, config.timing, log, () => sockets.abandonHibernatable());
 
   return {
     gatewayId,
     url,
     async close() {
-      clearInterval(heartbeat);
+      heartbeat.stop();
       pings.stop();
+      sockets.close();
       await runners.close();
       await app.close();
       await listener.close();

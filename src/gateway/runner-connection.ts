@@ -23,6 +23,13 @@ import { signalActor } from '../temporal-client.js';
 import { eventsSignal } from '../workflows/actor-api.js';
 import { closeReason } from '../protocol/close-reason.js';
 
+/** Where tunnelled WebSocket traffic from runners goes (the client-socket hub). */
+export interface TunnelSink {
+  fromRunner(runnerId: string, message: Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMessage' | 'wsClose' | 'wsRestored' }>): void;
+  notHosted(requestId: string): void;
+  runnerConnected(runnerId: string): void;
+}
+
 export interface RunnerConnectionDeps {
   db: Db;
   client: Client;
@@ -31,6 +38,7 @@ export interface RunnerConnectionDeps {
   gatewayId: string;
   /** Records a runner ping; the gateway flushes them to Postgres in one write per tick. */
   touch: (runnerId: string) => void;
+  sockets: TunnelSink;
 }
 
 export interface TunnelledRequest {
@@ -195,6 +203,12 @@ export class RunnerConnection {
       case 'drain':
         this.log.info('runner draining');
         return drainRunner(this.deps.db, this.runnerId);
+      case 'wsOpenAck':
+      case 'wsAck':
+      case 'wsMessage':
+      case 'wsClose':
+      case 'wsRestored':
+        return this.deps.sockets.fromRunner(this.runnerId, message);
     }
   }
 
@@ -261,7 +275,10 @@ export class RunnerConnection {
 
   private failHttp(requestId: string, code: string, text: string): void {
     const pending = this.pendingHttp.get(requestId);
-    if (!pending) return;
+    if (!pending) {
+      if (code === 'not_hosted') this.deps.sockets.notHosted(requestId);
+      return;
+    }
     this.pendingHttp.delete(requestId);
     clearTimeout(pending.timer);
     pending.reject(code === 'not_hosted' ? new NotHostedError(text) : new Error(`${code}: ${text}`));

@@ -117,6 +117,7 @@ export class RunnerEndpoint {
     });
     runner.log.info({ name: hello.name, pool: hello.pool, capacity: hello.capacity, hosted: hello.actors.length, stale: staleActors.length }, 'runner connected');
     runner.deliverPending();
+    this.deps.sockets.runnerConnected(hello.runnerId);
   }
 
   private dropSilentRunners(thresholdMs: number): void {

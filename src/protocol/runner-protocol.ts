@@ -156,7 +156,7 @@ export const runnerToGateway = z.discriminatedUnion('type', [
   /** The runner is shutting down: allocate nothing more to it; it stops its actors next. */
   z.strictObject({ type: z.literal('drain') }),
   /** The actor accepted a tunnelled WebSocket; a hibernatable one has its metadata persisted already. */
-  z.strictObject({ type: z.literal('wsOpenAck'), requestId, hibernatable: z.boolean() }),
+  z.strictObject({ type: z.literal('wsOpenAck'), requestId, actorId, generation, hibernatable: z.boolean() }),
   /** Client message `index` is durable at the actor (ack after persist, H6). */
   z.strictObject({ type: z.literal('wsAck'), requestId, index: wsIndex }),
   /** A message from the actor to the client. */

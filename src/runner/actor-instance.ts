@@ -5,7 +5,9 @@
  *
  * Handlers (requests, messages, connects, disconnects, alarms, stop) run one at a time through
  * one queue, like an input gate: what a handler changed is persisted before the next one starts,
- * so a message's effects and its index always become durable together.
+ * so a message's effects and its index always become durable together. And like an output gate,
+ * what a handler sends to clients leaves only once that write is durable: no client ever sees
+ * an effect that a crash could undo and a replay repeat.
  */
 import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
@@ -77,6 +79,8 @@ export class ActorInstance {
   private intentSent = false;
   private gate: Promise<unknown> = Promise.resolve();
   private inHandler = false;
+  /** Frames to clients sent by the running handler, released after its write. */
+  private held: RunnerToGateway[] = [];
   private readonly log: Logger;
 
   constructor(
@@ -220,7 +224,7 @@ export class ActorInstance {
     await this.guarded(async () => {
       const known = this.connections.get(frame.requestId);
       if (known) {
-        this.host.send({ type: 'wsOpenAck', requestId: known.id, hibernatable: known.hibernatable });
+        this.host.send({ type: 'wsOpenAck', requestId: known.id, actorId: this.actorId, generation: this.generation, hibernatable: known.hibernatable });
         return;
       }
       if (!this.definition.onMessage) {
@@ -246,13 +250,17 @@ export class ActorInstance {
       if (!hibernatable) this.busy++;
       // H1 on the actor side: the record is durable before the gateway hears "accepted".
       await this.persist();
-      this.host.send({ type: 'wsOpenAck', requestId: conn.id, hibernatable });
+      this.host.send({ type: 'wsOpenAck', requestId: conn.id, actorId: this.actorId, generation: this.generation, hibernatable });
       this.log.debug({ requestId: conn.id, hibernatable, offer: frame.offer }, 'connection accepted');
     });
   }
 
-  /** H6: in order, duplicates dropped, a gap refused, acknowledged only once durable. */
+  /**
+   * H6: in order, duplicates dropped, a gap refused, and acknowledged only after the handler's
+   * write (its effects together with the new index) is durable.
+   */
   async takeMessage(frame: Frame<'wsMessage'>): Promise<void> {
+    let processed: ActorConnection | null = null;
     await this.guarded(async () => {
       const conn = this.connections.get(frame.requestId);
       if (!conn) {
@@ -277,10 +285,13 @@ export class ActorInstance {
       }
       conn.record.lastIndex = frame.index;
       conn.dirty = conn.hibernatable;
-      await this.persist();
-      this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: frame.index, data: frame.data });
-      this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
+      processed = conn;
     });
+    // Here the handler's write is durable (runHandler persisted it) or the actor has crashed.
+    const conn = processed as ActorConnection | null;
+    if (!conn || this.phase === 'ended') return;
+    this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: frame.index, data: frame.data });
+    this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
   }
 
   /** The client closed (or the gateway closed it): the record goes, onDisconnect runs, once. */
@@ -302,7 +313,9 @@ export class ActorInstance {
     return {
       send: (conn, data) => {
         const binary = typeof data !== 'string';
-        this.host.send({ type: 'wsMessage', requestId: conn.id, data: binary ? Buffer.from(data).toString('base64') : data, binary });
+        const frame: RunnerToGateway = { type: 'wsMessage', requestId: conn.id, data: binary ? Buffer.from(data).toString('base64') : data, binary };
+        if (this.inHandler) this.held.push(frame);
+        else this.host.send(frame);
       },
       close: (conn, code, reason) => {
         this.connections.delete(conn.id);
@@ -338,14 +351,16 @@ export class ActorInstance {
     return this.serially(fn).catch((err: unknown) => this.fail(err));
   }
 
-  /** A handler runs, then whatever it changed is persisted in one write. */
+  /** A handler runs, whatever it changed is persisted in one write, then what it sent is released. */
   private async runHandler<T>(fn: () => Promise<T>): Promise<T> {
     this.inHandler = true;
     try {
       const result = await fn();
       await this.persist();
+      for (const frame of this.held) this.host.send(frame);
       return result;
     } finally {
+      this.held = [];
       this.inHandler = false;
     }
   }
