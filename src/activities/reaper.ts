@@ -1,6 +1,7 @@
 /** The reaper's tick (see workflows/reaper.ts). Every step is idempotent, so a retry is safe. */
 import { actorsOnLostRunners, orphanedActors } from '../db/actors.js';
 import { trimCommands } from '../db/commands.js';
+import { deleteDeadGateways } from '../db/gateways.js';
 import { deleteDeadGatewayRequests } from '../db/hibernating-requests.js';
 import { markLostRunners } from '../db/runners.js';
 import { signalActor, startActorWorkflow } from '../temporal-client.js';
@@ -11,6 +12,7 @@ export interface ReapReport {
   lostRunners: number;
   signaledActors: number;
   sweptRequests: number;
+  forgottenGateways: number;
   trimmedCommands: number;
   restartedOrphans: number;
 }
@@ -31,6 +33,7 @@ export function reaperActivities({ db, client, config, log }: ActivityDeps) {
       await Promise.all(stranded.map(({ actorId, runnerId }) => signalActor(client, actorId, runnerLostSignal, { runnerId })));
 
       const sweptRequests = await deleteDeadGatewayRequests(db, t.hibernationThresholdMs);
+      const forgottenGateways = await deleteDeadGateways(db, t.hibernationThresholdMs);
       const trimmedCommands = await trimCommands(db, t.commandRetentionMs);
 
       const orphans = await orphanedActors(db, ORPHAN_AGE_MS);
@@ -40,6 +43,7 @@ export function reaperActivities({ db, client, config, log }: ActivityDeps) {
         lostRunners: lost.length,
         signaledActors: stranded.length,
         sweptRequests,
+        forgottenGateways,
         trimmedCommands,
         restartedOrphans: orphans.length,
       };

@@ -28,3 +28,15 @@ export async function unregisterGateway(db: Queryable, gatewayId: string): Promi
   await db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1', [gatewayId]);
   await db.query('DELETE FROM gateways WHERE gateway_id = $1', [gatewayId]);
 }
+
+/**
+ * Forgets gateways silent for twice the threshold (their requests were swept after one). One
+ * that comes back finds its heartbeat failing and registers anew (see gateway/heartbeat.ts).
+ */
+export async function deleteDeadGateways(db: Queryable, thresholdMs: number): Promise<number> {
+  const result = await db.query(
+    'DELETE FROM gateways WHERE last_ping_at < now() - make_interval(secs => $1::double precision / 1000)',
+    [thresholdMs * 2],
+  );
+  return result.rowCount ?? 0;
+}
