@@ -10,8 +10,9 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
 
-export async function writeWorkflowBundle(outPath: string): Promise<string> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+/** Bundles the workflows of `workflowsPath` (by default Dormouse's own) into `outPath`. */
+export async function writeWorkflowBundle(outPath: string, workflowsPath: string = WORKFLOWS_PATH): Promise<string> {
+  const { code } = await bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger });
   await mkdir(dirname(outPath), { recursive: true });
   await writeFile(outPath, code);
   return outPath;

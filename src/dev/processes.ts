@@ -1,6 +1,7 @@
 /**
  * Spawning, watching and stopping the Node processes of a Dormouse stack (workers, gateways,
- * runners), shared by `npm start` (src/cli/dev.ts) and the tests (test/harness/stack.ts).
+ * runners), shared by the local stack (src/dev/local-stack.ts: `npm start`, the benchmarks) and
+ * the tests (test/harness/stack.ts).
  *
  * Readiness contract: a process writes pino JSON lines to stdout and logs exactly one line with
  * `"msg":"ready"` once it serves. Every line a process writes goes to its log file, which is

@@ -144,6 +144,17 @@ export async function ensureNamespace(cliPath: string, address: string, namespac
   }
 }
 
+/**
+ * Deletes `namespace` and with it every workflow in it (the server finishes that in the
+ * background); one that is already gone is fine. For the namespaces ephemeral stacks make.
+ */
+export async function deleteNamespace(cliPath: string, address: string, namespace: string): Promise<void> {
+  const result = await runCli(cliPath, ['operator', 'namespace', 'delete', '--yes', '--namespace', namespace, '--address', address]);
+  if (result.exitCode !== 0 && !/not found/i.test(result.stderr)) {
+    throw new Error(`cannot delete Temporal namespace ${namespace}: ${describeFailure(cliPath, result.args, result)}`);
+  }
+}
+
 const CLI_TYPE_NAMES: Record<'KEYWORD' | 'INT', string> = { KEYWORD: 'Keyword', INT: 'Int' };
 
 /** Custom search attributes of a namespace, as name → type (`KEYWORD`, `INT`, ...). */

@@ -5,7 +5,7 @@
  */
 import { getActor, type Actor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
-import type { Db } from '../db/pool.js';
+import type { Queryable } from '../db/pool.js';
 import { HttpError } from './errors.js';
 
 export interface WaitOptions {
@@ -20,7 +20,14 @@ export interface WaitOptions {
 export class ActorWatch {
   private readonly waiters = new Map<string, Set<() => void>>();
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Queryable) {}
+
+  /** Requests waiting for their actor right now. */
+  get waiting(): number {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
 
   onNotice(notice: ActorStateNotice): void {
     for (const waiter of this.waiters.get(notice.actorId) ?? []) waiter();
@@ -32,11 +39,21 @@ export class ActorWatch {
   }
 
   async waitUntilRunning(actorId: string, options: WaitOptions): Promise<Actor & { runnerId: string }> {
-    let changed = this.nextChange(actorId);
+    // One waiter for the whole wait; the counter tells whether a notice came in since the last read.
+    let notices = 0;
+    let onNotice: (() => void) | null = null;
+    const waiter = () => {
+      notices++;
+      onNotice?.();
+    };
+    const set = this.waiters.get(actorId) ?? new Set();
+    set.add(waiter);
+    this.waiters.set(actorId, set);
     // Woken once per sleep observed: a wake that raced the actor falling asleep is sent again.
     let wokenFrom = '';
     try {
       for (;;) {
+        const seen = notices;
         const actor = await getActor(this.db, actorId);
         if (!actor) throw new HttpError(404, 'actor_not_found', `no actor ${actorId}`);
         if (actor.state === 'destroyed') throw new HttpError(404, 'actor_destroyed', `actor ${actorId} was destroyed`);
@@ -47,44 +64,23 @@ export class ActorWatch {
           wokenFrom = asleep;
           await options.wake();
         }
+        if (notices !== seen) continue; // something changed while reading: read again
         const remaining = options.deadline - Date.now();
-        if (remaining <= 0 || !(await changed.within(remaining))) {
-          throw new HttpError(503, 'actor_unavailable', `actor ${actorId} did not become ready in time (state ${actor.state})`);
-        }
-        changed = this.nextChange(actorId);
+        const changed =
+          remaining > 0 &&
+          (await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), remaining);
+            onNotice = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+          }));
+        onNotice = null;
+        if (!changed) throw new HttpError(503, 'actor_unavailable', `actor ${actorId} did not become ready in time (state ${actor.state})`);
       }
     } finally {
-      changed.cancel();
-    }
-  }
-
-  /** A one-shot subscription to the next notice about an actor. */
-  private nextChange(actorId: string): { within(ms: number): Promise<boolean>; cancel(): void } {
-    let fired = false;
-    let resolveWait: ((value: boolean) => void) | null = null;
-    const waiter = () => {
-      fired = true;
-      resolveWait?.(true);
-    };
-    const set = this.waiters.get(actorId) ?? new Set();
-    set.add(waiter);
-    this.waiters.set(actorId, set);
-    const cancel = () => {
       set.delete(waiter);
       if (set.size === 0 && this.waiters.get(actorId) === set) this.waiters.delete(actorId);
-    };
-    return {
-      cancel,
-      within: (ms) =>
-        fired
-          ? Promise.resolve(true)
-          : new Promise<boolean>((resolve) => {
-              const timer = setTimeout(() => resolve(false), ms);
-              resolveWait = (value) => {
-                clearTimeout(timer);
-                resolve(value);
-              };
-            }).finally(cancel),
-    };
+    }
   }
 }

@@ -1,0 +1,194 @@
+/**
+ * What a benchmark is and the pieces every benchmark shares: its flags, its own local stack,
+ * interleaved measurement against a baseline, and the figure it prints. bench/run.ts registers
+ * the benchmarks; each lives in one file under bench/.
+ */
+import { InvalidArgumentError, type Command, type OptionValues } from 'commander';
+import { loadConfig } from '../src/config.js';
+import { startLocalStack, type LocalStack } from '../src/dev/local-stack.js';
+import type { Logger } from '../src/log.js';
+
+/** One line of a benchmark's output (stdout, JSON): a measured figure and its baseline. */
+export interface Figure {
+  bench: string;
+  n: number;
+  median_ms: number;
+  p99_ms: number;
+  /** What the figure is judged against, measured in the same run on the same servers. */
+  baseline: string;
+  baseline_median_ms: number;
+  /** median_ms / baseline_median_ms. */
+  ratio: number;
+}
+
+export interface BenchContext {
+  /** Progress and diagnostics, on stderr. */
+  log: Logger;
+  /** Aborted on Ctrl-C: stop at the next step, stop the stack, give up. */
+  signal: AbortSignal;
+}
+
+/**
+ * A benchmark. `Flags` is what `declareFlags` declares; commander parses and defaults them, so
+ * `run` receives exactly that shape.
+ */
+export interface Benchmark<Flags extends OptionValues = OptionValues> {
+  name: string;
+  /** One line, shown in the list of benchmarks. */
+  description: string;
+  declareFlags(command: Command): void;
+  run(flags: Flags, context: BenchContext): Promise<Figure[]>;
+}
+
+export interface SampleFlags extends OptionValues {
+  n: number;
+  warmup: number;
+}
+
+export interface StackFlags extends OptionValues {
+  workers: number;
+  runners: number;
+}
+
+/** --n and --warmup: how many iterations are measured, and how many run before, uncounted. */
+export function declareSampleFlags(command: Command, defaults: { n: number; warmup: number }): void {
+  command
+    .option('--n <count>', 'measured iterations', positiveInt, defaults.n)
+    .option('--warmup <count>', 'iterations run first and not counted', nonNegativeInt, defaults.warmup);
+}
+
+/** --workers and --runners: the size of the benchmark's own stack. */
+export function declareStackFlags(command: Command, defaults: { workers: number; runners: number }): void {
+  command
+    .option('--workers <count>', 'Dormouse worker processes', positiveInt, defaults.workers)
+    .option('--runners <count>', 'runner processes (examples/runner.ts)', positiveInt, defaults.runners);
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of at least 0');
+  return n;
+}
+
+/**
+ * Runs `body` on a stack of its own: ephemeral (a temporary directory, free ports, a headless
+ * Temporal server) and quiet (children log only to files, whose folder is named on stderr).
+ */
+export async function withBenchStack<T>(
+  flags: StackFlags,
+  context: BenchContext,
+  body: (stack: LocalStack) => Promise<T>,
+): Promise<T> {
+  const { log, signal } = context;
+  log.info({ workers: flags.workers, runners: flags.runners }, 'starting the stack');
+  const stack = await startLocalStack({
+    config: loadConfig(),
+    log,
+    ports: 'free',
+    temporalUi: false,
+    workers: flags.workers,
+    runners: flags.runners,
+    signal,
+  });
+  log.info({ gateway: stack.gatewayUrl, temporal: stack.temporalAddress, logs: stack.logDir }, 'stack ready');
+  let result: T;
+  try {
+    result = await body(stack);
+  } catch (err) {
+    // The benchmark's failure is the one to report; the stack logs its own stop failures.
+    await stack.stop().catch(() => undefined);
+    log.info({ logs: stack.logDir }, 'the logs of the stack are kept');
+    throw err;
+  }
+  await stack.stop();
+  return result;
+}
+
+/** One iteration of something timed; `i` counts from 0 over warm-up and measured iterations. */
+export type Iteration = (i: number, signal: AbortSignal) => Promise<void>;
+
+export interface Samples {
+  subject: number[];
+  baseline: number[];
+}
+
+/**
+ * Times `subject` and `baseline` alternately, one of each per iteration, so that drift (a server
+ * warming up, a neighbour's load) hits both equally; which goes first alternates too, so neither
+ * always runs in the other's wake. Sequential: one operation in flight at a time.
+ */
+export async function measureInterleaved(
+  subject: Iteration,
+  baseline: Iteration,
+  flags: SampleFlags,
+  context: BenchContext,
+): Promise<Samples> {
+  const samples: Samples = { subject: [], baseline: [] };
+  const total = flags.warmup + flags.n;
+  for (let i = 0; i < total; i++) {
+    context.signal.throwIfAborted();
+    const order = i % 2 === 0 ? (['subject', 'baseline'] as const) : (['baseline', 'subject'] as const);
+    for (const which of order) {
+      const elapsed = await timed(() => (which === 'subject' ? subject : baseline)(i, context.signal));
+      if (i >= flags.warmup) samples[which].push(elapsed);
+    }
+    if ((i + 1) % 10 === 0 || i + 1 === total) context.log.info({ done: i + 1, of: total, warmup: flags.warmup }, 'iterations');
+  }
+  // The figure carries the subject's p99 only; the baseline's belongs in the diagnostics.
+  context.log.info({ subject: spread(samples.subject), baseline: spread(samples.baseline) }, 'measured');
+  return samples;
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+/** The figure of `bench` from its samples: the median and p99 of each. */
+export function figureOf(bench: string, baselineName: string, samples: Samples): Figure {
+  const subjectMedian = median(samples.subject);
+  const baselineMedian = median(samples.baseline);
+  return {
+    bench,
+    n: samples.subject.length,
+    median_ms: round(subjectMedian, 1),
+    p99_ms: round(nearestRank(samples.subject, 99), 1),
+    baseline: baselineName,
+    baseline_median_ms: round(baselineMedian, 1),
+    ratio: round(subjectMedian / baselineMedian, 2),
+  };
+}
+
+function spread(samples: readonly number[]): { median_ms: number; p99_ms: number } {
+  return { median_ms: round(median(samples), 1), p99_ms: round(nearestRank(samples, 99), 1) };
+}
+
+function median(samples: readonly number[]): number {
+  const sorted = sortedCopy(samples);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** The smallest sample with at least p% of the samples at or below it: p99 of 100 is the 2nd largest. */
+function nearestRank(samples: readonly number[], p: number): number {
+  const sorted = sortedCopy(samples);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function sortedCopy(samples: readonly number[]): number[] {
+  if (samples.length === 0) throw new Error('no samples');
+  return [...samples].sort((a, b) => a - b);
+}
+
+/** Times to a tenth of a millisecond, ratios to a hundredth: finer digits are noise. */
+function round(value: number, digits: number): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}

@@ -1,0 +1,398 @@
+/**
+ * A whole Dormouse stack on this machine (DESIGN §2), brought up in one call: Postgres, Temporal,
+ * the workflow bundle, workers, the gateway and runners. Two callers: `npm start`
+ * (src/cli/dev.ts: persistent data, well-known ports, the Temporal UI, output printed) and the
+ * benchmarks (bench/: a throwaway directory, free ports, headless, output only in log files).
+ * The tests have their own harness (test/harness), which shares one pair of servers among stacks.
+ *
+ * DATABASE_URL and TEMPORAL_ADDRESS mean "use that server". A persistent stack uses the database
+ * and namespace as configured; an ephemeral one makes a database and a namespace of its own there
+ * and removes them on stop, so that it neither sees nor leaves anything behind.
+ *
+ * Every child runs in its own process group: a Ctrl-C in the terminal reaches only the caller,
+ * which stops the stack in order (runners before the gateway before the workers before the servers).
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../config.js';
+import { migrate } from '../db/migrate.js';
+import type { Logger } from '../log.js';
+import { writeWorkflowBundle } from '../workflow-bundle.js';
+import { freePort, isPortFree, preferredOrFreePort } from './free-port.js';
+import { createDatabase, databaseUrl as databaseUrlOf, dropDatabase, startEmbeddedPostgres } from './postgres.js';
+import { describeExit, startNodeProcess, type NodeProcess } from './processes.js';
+import { resolveTemporalCli } from './temporal-cli.js';
+import { deleteNamespace, ensureNamespace, startTemporalDevServer } from './temporal-server.js';
+import { allSettledOrThrow, errorMessage, within } from './wait.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const WORKER_SCRIPT = join(ROOT, 'src/worker.ts');
+const GATEWAY_SCRIPT = join(ROOT, 'src/gateway/main.ts');
+const DEMO_RUNNER_SCRIPT = join(ROOT, 'examples/runner.ts');
+
+/** What `npm start` has always listened on, and what DESIGN §2 and §6 tell people to open. */
+const WELL_KNOWN_PORTS = { postgres: 5433, temporal: 7233, temporalUi: 8233 } as const;
+
+/** Bound on dropping an ephemeral database or deleting a namespace on a server we were given. */
+const REMOVE_TIMEOUT_MS = 30_000;
+
+export interface LocalStackOptions {
+  config: Config;
+  /** The stack's own progress and problems; its children log to their own files. */
+  log: Logger;
+  /**
+   * Where the servers keep their state and the processes write their logs (`<dataDir>/logs`),
+   * kept across runs. Omitted: a new temporary directory whose state is deleted on stop; its
+   * `logs` folder is kept, for debugging a failed run.
+   */
+  dataDir?: string;
+  /**
+   * `well-known`: Postgres 5433, Temporal 7233 and its UI 8233 when free (else any free port,
+   * with a warning), and the configured gateway port (DORMOUSE_GATEWAY_PORT), which must be free
+   * because clients are told that URL. `free`: any free ports.
+   */
+  ports: 'well-known' | 'free';
+  /** Serve the Temporal Web UI (when this stack runs the Temporal server). */
+  temporalUi: boolean;
+  workers: number;
+  runners: number;
+  /** The runners' entry file; default examples/runner.ts, which hosts the demo actors. */
+  runnerScript?: string;
+  /** Added to (and overriding) every child's environment, e.g. shorter timings. */
+  env?: Record<string, string>;
+  /** Makes a printer for a child's output lines (besides its log file); omitted: quiet. */
+  output?: (name: string) => (line: string) => void;
+  /** Aborting stops start-up at its next step; whatever had started is stopped again. */
+  signal?: AbortSignal;
+}
+
+export interface ExtraProcessOptions {
+  /** Also names its log file, `<logDir>/<name>.log`. */
+  name: string;
+  /** Absolute path of its TypeScript entry file; it must log `"msg":"ready"` (src/dev/processes.ts). */
+  script: string;
+  /** Added to (and overriding) the stack's environment for this process. */
+  env?: Record<string, string>;
+}
+
+export interface LocalStackProcesses {
+  workers: readonly NodeProcess[];
+  gateway: NodeProcess;
+  runners: readonly NodeProcess[];
+  /** Those started with `startProcess`. */
+  extra: readonly NodeProcess[];
+}
+
+export interface LocalStack {
+  gatewayUrl: string;
+  /** `host:port` of the Temporal frontend. */
+  temporalAddress: string;
+  /** null when headless or when the server was given (TEMPORAL_ADDRESS). */
+  temporalUiUrl: string | null;
+  databaseUrl: string;
+  namespace: string;
+  /** The caller may put files here too; it is deleted on stop when the stack is ephemeral. */
+  stateDir: string;
+  logDir: string;
+  processes: LocalStackProcesses;
+  /** Starts another process wired to this stack; stop() stops it before everything else. */
+  startProcess(options: ExtraProcessOptions): Promise<NodeProcess>;
+  /**
+   * Stops everything, newest first, each step bounded; idempotent. Rejects (after trying every
+   * step, each failure logged) if something could not be stopped.
+   */
+  stop(): Promise<void>;
+}
+
+/** Starts the whole stack and resolves once every process is ready; on failure nothing is left running. */
+export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const dirs = await prepareDirectories(options.dataDir);
+  const running: Running = { stopping: false, workers: [], runners: [], extra: [], scratch: dirs.scratch };
+  const stop = once(() => stopAll(running, options.log));
+  try {
+    const services = await startServices(options, dirs, running);
+    options.signal?.throwIfAborted();
+    const { gatewayUrl, gateway, start } = await startProcesses(options, dirs, services, running);
+    options.signal?.throwIfAborted();
+    return {
+      gatewayUrl,
+      temporalAddress: services.temporalAddress,
+      temporalUiUrl: services.temporalUiUrl,
+      databaseUrl: services.databaseUrl,
+      namespace: services.namespace,
+      stateDir: dirs.stateDir,
+      logDir: dirs.logDir,
+      processes: { workers: running.workers, gateway, runners: running.runners, extra: running.extra },
+      startProcess: async ({ name, script, env }) => {
+        const proc = await start(name, script, env);
+        running.extra.push(proc);
+        return proc;
+      },
+      stop,
+    };
+  } catch (err) {
+    // Failures are logged by stopAll; the start-up error is the one to report.
+    await stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+interface Directories {
+  stateDir: string;
+  logDir: string;
+  /** An ephemeral stack's state directory, deleted on stop; undefined when persistent. */
+  scratch: string | undefined;
+}
+
+async function prepareDirectories(dataDir: string | undefined): Promise<Directories> {
+  if (dataDir !== undefined) {
+    const logDir = join(dataDir, 'logs');
+    await mkdir(logDir, { recursive: true });
+    return { stateDir: dataDir, logDir, scratch: undefined };
+  }
+  const root = await mkdtemp(join(tmpdir(), 'dormouse-stack-'));
+  // As root the embedded Postgres runs as the `postgres` user, who must get through to its data.
+  await chmod(root, 0o755);
+  const stateDir = join(root, 'state');
+  const logDir = join(root, 'logs');
+  await mkdir(stateDir);
+  await mkdir(logDir);
+  return { stateDir, logDir, scratch: stateDir };
+}
+
+/** Something the stack set up besides its processes, and how to undo it. */
+interface Teardown {
+  /** Logged as it starts, e.g. `stopping Temporal`. */
+  what: string;
+  run(): Promise<void>;
+}
+
+/** What is running, so that stopping stops exactly that, in reverse order of dependency. */
+interface Running {
+  /** Set once stopping begins: exits from then on are expected. */
+  stopping: boolean;
+  workers: NodeProcess[];
+  gateway?: NodeProcess;
+  runners: NodeProcess[];
+  extra: NodeProcess[];
+  temporal?: Teardown;
+  postgres?: Teardown;
+  scratch: string | undefined;
+}
+
+interface Services {
+  databaseUrl: string;
+  temporalAddress: string;
+  temporalUiUrl: string | null;
+  namespace: string;
+  workflowBundlePath: string;
+}
+
+/** Postgres, Temporal and the workflow bundle, in parallel: they do not depend on each other. */
+async function startServices(options: LocalStackOptions, dirs: Directories, running: Running): Promise<Services> {
+  // Names for the database and namespace an ephemeral stack makes on servers it was given.
+  const suffix = dirs.scratch === undefined ? undefined : randomBytes(4).toString('hex');
+  const [databaseUrl, temporal, workflowBundlePath] = await allSettledOrThrow([
+    startPostgres(options, dirs, running, suffix && `dormouse_${suffix}`),
+    startTemporal(options, dirs, running, suffix && `dormouse-${suffix}`),
+    writeWorkflowBundle(join(dirs.stateDir, 'workflow-bundle.js')),
+  ]);
+  await migrate(databaseUrl, options.log);
+  return { databaseUrl, ...temporal, workflowBundlePath };
+}
+
+async function startPostgres(options: LocalStackOptions, dirs: Directories, running: Running, ownDatabase: string | undefined): Promise<string> {
+  const given = options.config.databaseUrl;
+  if (given !== undefined) {
+    if (ownDatabase === undefined) return given;
+    await createDatabase(given, ownDatabase);
+    running.postgres = {
+      what: `dropping database ${ownDatabase}`,
+      run: () => bounded(dropDatabase(given, ownDatabase), `dropping database ${ownDatabase}`),
+    };
+    return databaseUrlOf(given, ownDatabase);
+  }
+  const port = await choosePort(options, WELL_KNOWN_PORTS.postgres, 'embedded Postgres');
+  const dataDir = join(dirs.stateDir, 'postgres');
+  const server = await startEmbeddedPostgres({ dataDir, port, persistent: dirs.scratch === undefined });
+  running.postgres = { what: 'stopping Postgres', run: server.stop };
+  options.log.info(`embedded Postgres on port ${port} (data in ${dataDir}, log in ${server.logFile})`);
+  return server.url;
+}
+
+async function startTemporal(
+  options: LocalStackOptions,
+  dirs: Directories,
+  running: Running,
+  ownNamespace: string | undefined,
+): Promise<Pick<Services, 'temporalAddress' | 'temporalUiUrl' | 'namespace'>> {
+  const { config, log } = options;
+  const cliPath = await resolveTemporalCli({ install: false });
+  if (config.temporal.addressGiven) {
+    const address = config.temporal.address;
+    const namespace = ownNamespace ?? config.temporal.namespace;
+    await ensureNamespace(cliPath, address, namespace);
+    if (ownNamespace !== undefined) {
+      running.temporal = {
+        what: `deleting namespace ${namespace}`,
+        run: () => bounded(deleteNamespace(cliPath, address, namespace), `deleting namespace ${namespace}`),
+      };
+    }
+    return { temporalAddress: address, temporalUiUrl: null, namespace };
+  }
+
+  const port = await choosePort(options, WELL_KNOWN_PORTS.temporal, 'the Temporal frontend');
+  const uiPort = options.temporalUi ? await choosePort(options, WELL_KNOWN_PORTS.temporalUi, 'the Temporal UI') : null;
+  const logFile = createWriteStream(join(dirs.logDir, 'temporal.log'), { flags: 'a' });
+  const print = options.output?.('temporal');
+  const server = await startTemporalDevServer({
+    cliPath,
+    port,
+    uiPort,
+    // An ephemeral stack's server keeps its state in memory: nothing to delete afterwards.
+    ...(dirs.scratch === undefined ? { dbFile: join(dirs.stateDir, 'temporal.db') } : {}),
+    log: (line) => {
+      logFile.write(`${line}\n`);
+      print?.(line);
+    },
+  }).catch(async (err: unknown) => {
+    await closeStream(logFile);
+    throw err;
+  });
+  running.temporal = {
+    what: 'stopping Temporal',
+    run: async () => {
+      await server.stop();
+      await closeStream(logFile);
+    },
+  };
+  await ensureNamespace(cliPath, server.address, config.temporal.namespace);
+  log.info(`Temporal dev server on ${server.address} (${cliPath})`);
+  return { temporalAddress: server.address, temporalUiUrl: server.uiUrl, namespace: config.temporal.namespace };
+}
+
+/** A well-known port if free (else a free one, said aloud), or simply a free one. */
+async function choosePort(options: LocalStackOptions, wellKnown: number, who: string): Promise<number> {
+  if (options.ports === 'free') return freePort();
+  const { port, fellBack } = await preferredOrFreePort(wellKnown);
+  if (fellBack) options.log.warn(`port ${wellKnown} is taken: ${who} listens on ${port} instead`);
+  return port;
+}
+
+type StartChild = (name: string, script: string, env?: Record<string, string>) => Promise<NodeProcess>;
+
+/** Workers and the gateway together, then the runners, which connect to the gateway. */
+async function startProcesses(
+  options: LocalStackOptions,
+  dirs: Directories,
+  services: Services,
+  running: Running,
+): Promise<{ gatewayUrl: string; gateway: NodeProcess; start: StartChild }> {
+  const endpoint = await gatewayEndpoint(options);
+  const stackEnv: Record<string, string> = {
+    DATABASE_URL: services.databaseUrl,
+    TEMPORAL_ADDRESS: services.temporalAddress,
+    TEMPORAL_NAMESPACE: services.namespace,
+    DORMOUSE_GATEWAY_PORT: String(endpoint.port),
+    DORMOUSE_GATEWAY_URL: endpoint.url,
+    DORMOUSE_WORKFLOW_BUNDLE: services.workflowBundlePath,
+    ...options.env,
+  };
+  const start: StartChild = async (name, script, env = {}) => {
+    const proc = await startNodeProcess({
+      name,
+      script,
+      env: { ...stackEnv, ...env },
+      logFile: join(dirs.logDir, `${name}.log`),
+      detached: true,
+      ...(options.output ? { onLine: options.output(name) } : {}),
+    });
+    reportUnexpectedExit(proc, running, options.log);
+    return proc;
+  };
+
+  const workersReady = Array.from({ length: options.workers }, (_, i) =>
+    start(`worker-${i + 1}`, WORKER_SCRIPT).then((p) => void running.workers.push(p)),
+  );
+  const gatewayReady = start('gateway', GATEWAY_SCRIPT).then((p) => (running.gateway = p));
+  const [gateway] = await allSettledOrThrow([gatewayReady, ...workersReady]);
+  options.signal?.throwIfAborted();
+  const runnerScript = options.runnerScript ?? DEMO_RUNNER_SCRIPT;
+  await allSettledOrThrow(
+    Array.from({ length: options.runners }, (_, i) => start(`runner-${i + 1}`, runnerScript).then((p) => void running.runners.push(p))),
+  );
+  return { gatewayUrl: endpoint.url, gateway, start };
+}
+
+async function gatewayEndpoint(options: LocalStackOptions): Promise<{ port: number; url: string }> {
+  const { host, port, url } = options.config.gateway;
+  if (options.ports === 'free') {
+    const free = await freePort(host);
+    return { port: free, url: `http://${host}:${free}` };
+  }
+  if (!(await isPortFree(port, host))) {
+    throw new Error(`the gateway's port ${port} is in use; stop whatever holds it or set DORMOUSE_GATEWAY_PORT`);
+  }
+  return { port, url };
+}
+
+function reportUnexpectedExit(proc: NodeProcess, running: Running, log: Logger): void {
+  void proc.exited.then((exit) => {
+    if (!running.stopping) log.warn(`${proc.name} exited (${describeExit(exit)}); its log is ${proc.logFile}`);
+  });
+}
+
+/**
+ * Newest first: extra processes, runners, the gateway, workers (they must still handle what the
+ * runners and the gateway report while those shut down), then Temporal and Postgres. Every step is
+ * bounded by the stop functions it calls.
+ */
+async function stopAll(running: Running, log: Logger): Promise<void> {
+  running.stopping = true;
+  const stopEach = (procs: readonly NodeProcess[]) => procs.map((p) => () => p.stop());
+  const steps: [string, (() => Promise<unknown>)[]][] = [
+    [`stopping ${running.extra.map((p) => p.name).join(', ')}`, stopEach(running.extra)],
+    ['stopping runners', stopEach(running.runners)],
+    ['stopping gateway', stopEach(running.gateway ? [running.gateway] : [])],
+    ['stopping workers', stopEach(running.workers)],
+    ...[running.temporal, running.postgres].filter((t) => t !== undefined).map((t): [string, (() => Promise<unknown>)[]] => [t.what, [t.run]]),
+  ];
+  const errors: unknown[] = [];
+  for (const [what, stops] of steps) {
+    if (stops.length === 0) continue;
+    log.info(what);
+    for (const result of await Promise.allSettled(stops.map((stop) => stop()))) {
+      if (result.status === 'rejected') {
+        log.error(`${what}: ${errorMessage(result.reason)}`);
+        errors.push(result.reason);
+      }
+    }
+  }
+  if (running.scratch !== undefined) {
+    // Not from under a server that would not stop: its pid and files are how to find it.
+    if (errors.length === 0) await rm(running.scratch, { recursive: true, force: true });
+    else log.warn(`kept ${running.scratch}, as something in it may still run`);
+  }
+  log.info('stopped');
+  if (errors.length > 0) throw new AggregateError(errors, `stopping the local stack failed: ${errors.map(errorMessage).join('; ')}`);
+}
+
+/** Rejects if `promise` takes longer than REMOVE_TIMEOUT_MS: a hung server must not hang stop(). */
+async function bounded(promise: Promise<void>, what: string): Promise<void> {
+  if ((await within(promise.then(() => true), REMOVE_TIMEOUT_MS)) === undefined) {
+    throw new Error(`${what}: not done after ${REMOVE_TIMEOUT_MS} ms`);
+  }
+}
+
+function closeStream(stream: WriteStream): Promise<void> {
+  return new Promise((resolve) => stream.end(resolve));
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}

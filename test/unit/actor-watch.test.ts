@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
+import type { Queryable } from '../../src/db/pool.js';
+import { ActorWatch } from '../../src/gateway/actor-watch.js';
+import { HttpError } from '../../src/gateway/errors.js';
+
+const actorId = randomUUID();
+const row = (state: string, generation: number) => ({
+  actor_id: actorId,
+  name: 'chat',
+  key: null,
+  input: null,
+  crash_policy: 'restart',
+  state,
+  generation,
+  runner_id: state === 'running' ? randomUUID() : null,
+  crash_count: 0,
+  last_error: null,
+  created_at: new Date(),
+  destroyed_at: null,
+});
+
+/** A registry that answers reads from a script, and can notify during a read. */
+function registry(reads: { state: string; generation: number; during?: () => void }[]): Queryable {
+  let i = 0;
+  return {
+    query: (async () => {
+      const read = reads[Math.min(i++, reads.length - 1)]!;
+      read.during?.();
+      return { rows: [row(read.state, read.generation)] };
+    }) as unknown as Queryable['query'],
+  };
+}
+
+const notice = (state: 'starting' | 'running' | 'sleeping', generation: number) => ({ actorId, state, generation, runnerId: null });
+
+describe('ActorWatch', () => {
+  it('does not miss a notice that arrives while it reads, and leaves no waiter behind', async () => {
+    let watch!: ActorWatch;
+    const db = registry([
+      { state: 'starting', generation: 1, during: () => watch.onNotice(notice('running', 1)) },
+      { state: 'running', generation: 1 },
+    ]);
+    watch = new ActorWatch(db);
+    const actor = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 1000, wake: async () => undefined });
+    expect(actor.state).toBe('running');
+    expect(watch.waiting).toBe(0);
+  });
+
+  it('waits for a notice, then reads again', async () => {
+    const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }, { state: 'running', generation: 1 }]));
+    const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake: async () => undefined });
+    await vi.waitFor(() => expect(watch.waiting).toBe(1));
+    watch.onNotice(notice('running', 1));
+    expect((await waiting).generation).toBe(1);
+    expect(watch.waiting).toBe(0);
+  });
+
+  it('gives up at the deadline with a 503, and leaves no waiter behind', async () => {
+    const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }]));
+    const err = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 50, wake: async () => undefined }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HttpError);
+    expect((err as HttpError).status).toBe(503);
+    expect(watch.waiting).toBe(0);
+  });
+
+  it('wakes a sleeping actor, and again if it is found asleep anew', async () => {
+    let watch!: ActorWatch;
+    const wake = vi.fn(async () => undefined);
+    const db = registry([
+      { state: 'sleeping', generation: 1, during: () => undefined },
+      { state: 'sleeping', generation: 2 },
+      { state: 'running', generation: 3 },
+    ]);
+    watch = new ActorWatch(db);
+    const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake });
+    await vi.waitFor(() => expect(wake).toHaveBeenCalledTimes(1));
+    watch.onNotice(notice('sleeping', 2));
+    await vi.waitFor(() => expect(wake).toHaveBeenCalledTimes(2));
+    watch.onNotice(notice('running', 3));
+    expect((await waiting).generation).toBe(3);
+  });
+});
