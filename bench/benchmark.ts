@@ -8,8 +8,8 @@ import { loadConfig } from '../src/config.js';
 import { startLocalStack, type LocalStack } from '../src/dev/local-stack.js';
 import type { Logger } from '../src/log.js';
 
-/** One line of a benchmark's output (stdout, JSON): a measured figure and its baseline. */
-export interface Figure {
+/** One line of a benchmark's output (stdout, JSON): a measured latency and its baseline. */
+export interface LatencyFigure {
   bench: string;
   n: number;
   median_ms: number;
@@ -20,6 +20,20 @@ export interface Figure {
   /** median_ms / baseline_median_ms. */
   ratio: number;
 }
+
+/** A figure that is a quantity (writes per minute, bytes), not a latency: `value` and `unit` instead. */
+export interface QuantityFigure {
+  bench: string;
+  n: number;
+  value: number;
+  unit: string;
+  baseline: string;
+  baseline_value: number;
+  /** value / baseline_value. */
+  ratio: number;
+}
+
+export type Figure = LatencyFigure | QuantityFigure;
 
 export interface BenchContext {
   /** Progress and diagnostics, on stderr. */
@@ -110,8 +124,11 @@ export async function withBenchStack<T>(
   return result;
 }
 
-/** One iteration of something timed; `i` counts from 0 over warm-up and measured iterations. */
-export type Iteration = (i: number, signal: AbortSignal) => Promise<void>;
+/**
+ * One iteration of something timed; `i` counts from 0 over warm-up and measured iterations. An
+ * iteration with untimed preparation times its own section and returns that duration (ms).
+ */
+export type Iteration = (i: number, signal: AbortSignal) => Promise<number | void>;
 
 export interface Samples {
   subject: number[];
@@ -145,14 +162,14 @@ export async function measureInterleaved(
   return samples;
 }
 
-async function timed(fn: () => Promise<void>): Promise<number> {
+async function timed(fn: () => Promise<number | void>): Promise<number> {
   const start = performance.now();
-  await fn();
-  return performance.now() - start;
+  const own = await fn();
+  return typeof own === 'number' ? own : performance.now() - start;
 }
 
 /** The figure of `bench` from its samples: the median and p99 of each. */
-export function figureOf(bench: string, baselineName: string, samples: Samples): Figure {
+export function figureOf(bench: string, baselineName: string, samples: Samples): LatencyFigure {
   const subjectMedian = median(samples.subject);
   const baselineMedian = median(samples.baseline);
   return {

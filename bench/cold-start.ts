@@ -55,7 +55,7 @@ export const coldStart: Benchmark<ColdStartFlags> = {
 };
 
 /** Creates an actor and waits for its first reply: the timed section of one iteration. */
-async function createAndReach(gatewayUrl: string, key: string, stop: AbortSignal): Promise<void> {
+export async function createAndReach(gatewayUrl: string, key: string, stop: AbortSignal): Promise<void> {
   const signal = AbortSignal.any([stop, AbortSignal.timeout(ITERATION_TIMEOUT_MS)]);
   const created = (await expectJson(
     await fetch(`${gatewayUrl}/actors`, {

@@ -69,6 +69,18 @@ describe('a hibernatable WebSocket', () => {
     await recordHistories(stack.temporal, room.actorId, 'ws-sleep-wake');
   });
 
+  it('wakes for every sleep, however quickly one follows another', async () => {
+    const room = await createActor(api, { name: 'chat', key: 'restless-room', input: { sleepAfterMs: 600_000 } });
+    const client = await TestClient.connect(stack.gatewayUrl, room.actorId);
+    for (let round = 1; round <= 4; round++) {
+      await sleepNow(room.actorId);
+      client.send(`round ${round}`);
+      await client.waitForMessages(round, 10_000);
+    }
+    expect(client.json<{ seq: number }>().map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    client.close();
+  });
+
   it('answers pings at the gateway without waking the actor', async () => {
     const actor = await createActor(api, { name: 'probe', key: 'pinged' });
     const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);

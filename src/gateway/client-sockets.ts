@@ -41,15 +41,15 @@ type FromRunner = Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMe
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Headers of the client's handshake that are not the actor's business. */
 const HANDSHAKE_HEADERS = /^(connection|upgrade|sec-websocket-.*|content-length|transfer-encoding)$/;
-/** A hibernating actor is woken at most this often per actor, however many messages arrive. */
-const WAKE_EVERY_MS = 1000;
 const TICK_MS = 500;
 
 export class ClientSocketHub implements TunnelSink {
   private readonly wss: WebSocketServer;
   private readonly sockets = new Map<string, ClientSocket>();
   private readonly byActor = new Map<string, Set<ClientSocket>>();
-  private readonly wokenAt = new Map<string, number>();
+  /** Per actor: the last state notice seen, and the one a wake was last sent for. */
+  private readonly lastSeen = new Map<string, string>();
+  private readonly wokenFor = new Map<string, string>();
   private readonly ticker: NodeJS.Timeout;
   private readonly log: Logger;
 
@@ -272,6 +272,7 @@ export class ClientSocketHub implements TunnelSink {
   onActorState(notice: ActorStateNotice): void {
     const sockets = this.byActor.get(notice.actorId);
     if (!sockets) return;
+    this.lastSeen.set(notice.actorId, `${notice.state}/${notice.generation}`);
     for (const socket of [...sockets]) {
       if (notice.state === 'destroyed') {
         this.closeByGateway(socket, ClientCloseCode.ActorDestroyed, 'actor destroyed', false);
@@ -297,11 +298,15 @@ export class ClientSocketHub implements TunnelSink {
     }
   }
 
-  /** Signals a wake, at most once a second per actor (unless forced, for an open that waits on it). */
+  /**
+   * Signals a wake once per sleep observed, however many messages arrive meanwhile: a burst
+   * sends one signal, and the next sleep (a new state notice) allows the next. `force` is for
+   * an open, whose wait decides for itself when to wake.
+   */
   private async wake(actorId: string, force = false): Promise<void> {
-    const now = Date.now();
-    if (!force && now - (this.wokenAt.get(actorId) ?? 0) < WAKE_EVERY_MS) return;
-    this.wokenAt.set(actorId, now);
+    const seen = this.lastSeen.get(actorId) ?? 'unknown';
+    if (!force && this.wokenFor.get(actorId) === seen) return;
+    this.wokenFor.set(actorId, seen);
     try {
       await signalActor(this.deps.client, actorId, wakeSignal);
     } catch (err) {
@@ -352,7 +357,11 @@ export class ClientSocketHub implements TunnelSink {
     this.sockets.delete(socket.requestId);
     const set = this.byActor.get(socket.actorId);
     set?.delete(socket);
-    if (set?.size === 0) this.byActor.delete(socket.actorId);
+    if (set?.size === 0) {
+      this.byActor.delete(socket.actorId);
+      this.lastSeen.delete(socket.actorId);
+      this.wokenFor.delete(socket.actorId);
+    }
   }
 
   /** Acknowledgement and wake timeouts (DESIGN §5 limits). */

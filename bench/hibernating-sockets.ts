@@ -1,0 +1,156 @@
+/**
+ * `hibernating-sockets`: what keeping hibernating WebSockets alive costs.
+ *
+ * - Postgres writes per minute (rows inserted, updated or deleted, from `pg_stat_user_tables`)
+ *   with N sockets hibernating on one gateway, against the same stack with none: the keepalive
+ *   is one heartbeat UPDATE per gateway per T/2, so the two should match (Rivet writes a row per
+ *   socket per tick).
+ * - Gateway memory per hibernating socket (resident set growth / N), against a bare `ws` server
+ *   holding the same N sockets.
+ *
+ * These are not latencies: each line carries `value` and `unit` where the latency benchmarks
+ * carry `median_ms` and `p99_ms`.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { freePort } from '../src/dev/free-port.js';
+import { waitFor } from '../src/dev/wait.js';
+import type { LocalStack } from '../src/dev/local-stack.js';
+import { declareStackFlags, withBenchStack, type BenchContext, type Benchmark, type QuantityFigure, type StackFlags } from './benchmark.js';
+
+interface Flags extends StackFlags {
+  sockets: number;
+  seconds: number;
+}
+
+export const hibernatingSockets: Benchmark<Flags> = {
+  name: 'hibernating-sockets',
+  description: 'Postgres writes per minute and gateway memory per socket with N hibernating sockets',
+  declareFlags(command: Command) {
+    command
+      .option('--sockets <count>', 'hibernating sockets on one actor', Number, 1000)
+      .option('--seconds <count>', 'length of each write-counting window', Number, 60);
+    declareStackFlags(command, { workers: 1, runners: 1 });
+  },
+  async run(flags, context) {
+    return withBenchStack(flags, context, async (stack) => {
+      const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
+      const clients: WebSocket[] = [];
+      try {
+        context.log.info({ seconds: flags.seconds }, 'counting writes with no sockets');
+        const idle = await writesDuring(db, flags.seconds, context);
+
+        const gatewayPid = stack.processes.gateway.pid;
+        const roomId = await createRoom(stack.gatewayUrl);
+        const gatewayBefore = residentBytes(gatewayPid);
+        clients.push(...(await openSockets(`${wsBase(stack.gatewayUrl)}/actors/${roomId}/ws`, flags.sockets)));
+        await waitFor(async () => (await count(db, 'SELECT count(*) FROM hibernating_requests')) === flags.sockets, {
+          timeoutMs: 120_000,
+          message: `${flags.sockets} sockets registered`,
+        });
+        await putToSleep(stack.gatewayUrl, roomId);
+        const gatewayAfter = residentBytes(gatewayPid);
+
+        context.log.info({ seconds: flags.seconds, sockets: flags.sockets }, 'counting writes with the sockets hibernating');
+        const hibernating = await writesDuring(db, flags.seconds, context);
+
+        const bare = await bareServerBytesPerSocket(stack, flags.sockets);
+        const perSocket = (gatewayAfter - gatewayBefore) / flags.sockets;
+        return [
+          quantity(`hibernating-sockets.pg-writes-per-minute`, flags.sockets, hibernating, 'writes/min', 'no sockets', idle),
+          quantity(`hibernating-sockets.gateway-bytes-per-socket`, flags.sockets, perSocket, 'bytes', 'bare ws server', bare),
+        ];
+      } finally {
+        for (const ws of clients) ws.terminate();
+        await db.end();
+      }
+    });
+  },
+};
+
+function quantity(bench: string, n: number, value: number, unit: string, baseline: string, baselineValue: number): QuantityFigure {
+  return {
+    bench,
+    n,
+    value: Math.round(value * 10) / 10,
+    unit,
+    baseline,
+    baseline_value: Math.round(baselineValue * 10) / 10,
+    ratio: baselineValue === 0 ? Number.NaN : Math.round((value / baselineValue) * 100) / 100,
+  };
+}
+
+/** Rows written per minute over a window, by table in the diagnostics. */
+async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext): Promise<number> {
+  const before = await tableWrites(db);
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const after = await tableWrites(db);
+  const byTable = Object.fromEntries([...after].map(([table, n]) => [table, n - (before.get(table) ?? 0)]).filter(([, n]) => n !== 0));
+  const total = Object.values(byTable).reduce((sum: number, n) => sum + (n as number), 0);
+  context.log.info({ byTable, total, seconds }, 'writes in the window');
+  return (total * 60) / seconds;
+}
+
+async function tableWrites(db: pg.Pool): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ relname: string; writes: string }>(
+    'SELECT relname, n_tup_ins + n_tup_upd + n_tup_del AS writes FROM pg_stat_user_tables',
+  );
+  return new Map(rows.map((r) => [r.relname, Number(r.writes)]));
+}
+
+async function count(db: pg.Pool, sql: string): Promise<number> {
+  const { rows } = await db.query<{ count: string }>(sql);
+  return Number(rows[0]?.count ?? 0);
+}
+
+async function createRoom(gatewayUrl: string): Promise<string> {
+  const response = await fetch(`${gatewayUrl}/actors`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'chat', input: { sleepAfterMs: 60 * 60_000 } }),
+  });
+  return ((await response.json()) as { actor: { actorId: string } }).actor.actorId;
+}
+
+async function putToSleep(gatewayUrl: string, actorId: string): Promise<void> {
+  await fetch(`${gatewayUrl}/actors/${actorId}/sleep`, { method: 'POST' });
+  await waitFor(
+    async () => ((await (await fetch(`${gatewayUrl}/actors/${actorId}`)).json()) as { actor: { state: string } }).actor.state === 'sleeping',
+    { timeoutMs: 60_000, message: 'the room asleep' },
+  );
+}
+
+/** Opens `n` sockets, a hundred at a time. */
+async function openSockets(url: string, n: number): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < n; i += 100) {
+    const batch = Array.from({ length: Math.min(100, n - i) }, () => new WebSocket(url));
+    await Promise.all(batch.map((ws) => new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))));
+    sockets.push(...batch);
+  }
+  return sockets;
+}
+
+/** The bare server's resident-set growth per socket for the same number of sockets. */
+async function bareServerBytesPerSocket(stack: LocalStack, n: number): Promise<number> {
+  const port = await freePort();
+  const server = await stack.startProcess({ name: 'bare-ws', script: 'bench/bare-ws-server.ts', env: { BENCH_WS_PORT: String(port) } });
+  const before = residentBytes(server.pid);
+  const sockets = await openSockets(`ws://127.0.0.1:${port}`, n);
+  const after = residentBytes(server.pid);
+  for (const ws of sockets) ws.terminate();
+  return (after - before) / n;
+}
+
+function wsBase(httpUrl: string): string {
+  return httpUrl.replace(/^http/, 'ws');
+}
+
+/** Resident set size of a process, from /proc (Linux). */
+function residentBytes(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]) * 1024;
+}
