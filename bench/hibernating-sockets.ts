@@ -82,8 +82,13 @@ function quantity(bench: string, n: number, value: number, unit: string, baselin
   };
 }
 
-/** Rows written per minute over a window, by table in the diagnostics. */
+/**
+ * Rows written per minute over a window, by table in the diagnostics. Postgres publishes table
+ * statistics lazily (a busy backend may hold them back for up to a minute), so the window opens
+ * only once they have stopped moving for a few seconds: writes made before it stay out of it.
+ */
 async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext): Promise<number> {
+  await statisticsSettled(db, context);
   const before = await tableWrites(db);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const after = await tableWrites(db);
@@ -91,6 +96,26 @@ async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext)
   const total = Object.values(byTable).reduce((sum: number, n) => sum + (n as number), 0);
   context.log.info({ byTable, total, seconds }, 'writes in the window');
   return (total * 60) / seconds;
+}
+
+/** Waits (bounded) until no table but the heartbeat-driven ones moves for three seconds. */
+async function statisticsSettled(db: pg.Pool, context: BenchContext): Promise<void> {
+  const periodic = new Set(['runners', 'gateways']);
+  const snapshot = async () => [...(await tableWrites(db))].filter(([t]) => !periodic.has(t)).map(([t, n]) => `${t}=${n}`).join();
+  let last = await snapshot();
+  let quietSince = Date.now();
+  await waitFor(
+    async () => {
+      const now = await snapshot();
+      if (now !== last) {
+        last = now;
+        quietSince = Date.now();
+      }
+      return Date.now() - quietSince >= 3000;
+    },
+    { timeoutMs: 120_000, intervalMs: 500, message: 'table statistics settled' },
+  );
+  context.log.info('table statistics settled');
 }
 
 async function tableWrites(db: pg.Pool): Promise<Map<string, number>> {

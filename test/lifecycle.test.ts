@@ -129,6 +129,27 @@ describe('an actor', () => {
     await recordHistories(stack.temporal, actor.actorId, 'alarm');
   });
 
+  it('continues as new when the server suggests it, carrying everything', async () => {
+    // The test server suggests continue-as-new after a few generations (global-setup.ts).
+    const actor = await createActor(api, { name: 'probe', key: 'long-lived', input: { sleepAfterMs: 600_000 } });
+    await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running');
+    for (let generation = 2; generation <= 9; generation++) {
+      await api.sleep(actor.actorId);
+      await waitForActor(api, actor.actorId, (a) => a.state === 'sleeping', `asleep after generation ${generation - 1}`);
+      const woken = await actorRequest<{ starts: number; generation: number }>(stack.gatewayUrl, actor.actorId, '/state');
+      expect(woken.body).toMatchObject({ starts: generation, generation });
+    }
+    const runs = await actorHistories(stack.temporal, actor.actorId);
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    const starts = recordedStarts(activityCalls(runs));
+    expect(starts.map((s) => s.generation)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const handle = stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId));
+    expect(await handle.query<{ state: string; generation: number }>('state')).toMatchObject({ state: 'running', generation: 9 });
+    const described = await handle.describe();
+    expect(described.searchAttributes).toMatchObject({ ActorState: ['running'], ActorGeneration: [9], ActorName: ['probe'] });
+    await recordHistories(stack.temporal, actor.actorId, 'continue-as-new');
+  });
+
   it('is destroyed: the workflow ends, storage goes, the key is free again', async () => {
     const actor = await createActor(api, { name: 'chat', key: 'doomed' });
     await actorRequest(stack.gatewayUrl, actor.actorId, '/messages', { json: { text: 'remember me' } });

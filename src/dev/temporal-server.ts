@@ -29,6 +29,8 @@ export interface StartTemporalDevServerOptions {
   dbFile?: string;
   /** Receives the server's own output lines. */
   log?: (line: string) => void;
+  /** Server dynamic config, e.g. `limit.historyCount.suggestContinueAsNew` → 150. */
+  dynamicConfig?: Record<string, string | number>;
 }
 
 export interface TemporalDevServer {
@@ -48,6 +50,7 @@ export async function startTemporalDevServer(options: StartTemporalDevServerOpti
   const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'error'];
   args.push(...(uiPort === null ? ['--headless'] : ['--ui-port', String(uiPort)]));
   if (dbFile) args.push('--db-filename', dbFile);
+  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${value}`);
 
   // Its own process group, so stop() reaches everything it runs and a terminal's Ctrl-C reaches
   // only its parent, which stops it last (after the workers that use it).

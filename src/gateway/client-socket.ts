@@ -58,7 +58,7 @@ export class ClientSocket {
   private pending: PendingMessage[] = [];
   private pendingBytes = 0;
   private openWaiter: ((outcome: OpenOutcome) => void) | null = null;
-  readonly log: Logger;
+  private childLog: Logger | null = null;
 
   constructor(
     readonly actorId: string,
@@ -67,8 +67,12 @@ export class ClientSocket {
     readonly ws: WebSocket,
     private readonly host: SocketHost,
     private readonly limits: SocketLimits,
-  ) {
-    this.log = host.log.child({ actorId, requestId: this.requestId });
+  ) {}
+
+  /** Made on first use: a thousand idle sockets should not carry a thousand loggers. */
+  get log(): Logger {
+    this.childLog ??= this.host.log.child({ actorId: this.actorId, requestId: this.requestId });
+    return this.childLog;
   }
 
   /** Numbers and keeps a client message; false if that breaks the pending limits. */

@@ -97,8 +97,8 @@ export class ClientSocketHub implements TunnelSink {
     set.add(socket);
     ws.on('message', (data, isBinary) => this.onClientMessage(socket, toBuffer(data), isBinary));
     ws.on('close', (code, reason) => void this.onClientClose(socket, code, reason.toString()));
-    ws.on('error', (err) => socket.log.debug({ err: err.message }, 'client socket error'));
-    socket.log.debug({ path }, 'client socket opened');
+    ws.on('error', (err) => this.log.debug({ ...ids(socket), err: err.message }, 'client socket error'));
+    this.log.debug({ ...ids(socket), path }, 'client socket opened');
     void this.open(socket);
   }
 
@@ -159,7 +159,7 @@ export class ClientSocketHub implements TunnelSink {
     socket.closeClient(code, reason);
     this.forget(socket);
     await this.unregister(socket);
-    socket.log.debug({ code, phase }, 'client closed');
+    this.log.debug({ ...ids(socket), code, phase }, 'client closed');
     if (phase === 'active' || phase === 'opening') this.tellActorClosed(socket, closeCodeForActor(code), reason);
     // H7: a close during hibernation wakes the actor, whose start reports the disconnect (M\L).
     if (phase === 'hibernating') void this.wake(socket.actorId);
@@ -217,7 +217,7 @@ export class ClientSocketHub implements TunnelSink {
     if (!hibernatable && socket.registered) await this.unregister(socket); // an offer taken as ordinary
     socket.activate(runnerId, socket.generation, socket.lastAcked);
     socket.settleOpen('accepted');
-    socket.log.debug({ hibernatable, generation: socket.generation }, 'client socket accepted');
+    this.log.debug({ ...ids(socket), hibernatable, generation: socket.generation }, 'client socket accepted');
   }
 
   /**
@@ -245,7 +245,7 @@ export class ClientSocketHub implements TunnelSink {
       const lastIndex = restored.get(socket.requestId);
       if (lastIndex !== undefined) {
         socket.activate(runnerId, message.generation, lastIndex);
-        socket.log.debug({ generation: message.generation, lastIndex }, 'client socket restored');
+        this.log.debug({ ...ids(socket), generation: message.generation, lastIndex }, 'client socket restored');
       } else {
         void this.offer(socket, runnerId, message.generation);
       }
@@ -263,7 +263,7 @@ export class ClientSocketHub implements TunnelSink {
     socket.closeClient(code, reason);
     this.forget(socket);
     await this.unregister(socket);
-    socket.log.debug({ code, reason }, 'closed by the actor');
+    this.log.debug({ ...ids(socket), code, reason }, 'closed by the actor');
   }
 
   // --- Actor state --------------------------------------------------------------------------
@@ -290,7 +290,7 @@ export class ClientSocketHub implements TunnelSink {
   private onActorStopped(socket: ClientSocket): void {
     if (!socket.hibernatable) return this.closeByGateway(socket, ClientCloseCode.ActorStopped, 'actor stopped', false);
     socket.hibernate();
-    socket.log.debug({ generation: socket.generation }, 'client socket hibernating');
+    this.log.debug({ ...ids(socket), generation: socket.generation }, 'client socket hibernating');
     // H6: messages the actor had not acknowledged wake it at once.
     if (socket.hasPending) {
       socket.wakeDeadline ??= Date.now() + this.deps.config.timing.wakeTimeoutMs;
@@ -430,4 +430,9 @@ function rejectUpgrade(socket: Duplex, status: number, code: string, message: st
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** A socket's ids for a log line, without making it a logger of its own. */
+function ids(socket: ClientSocket): { actorId: string; requestId: string } {
+  return { actorId: socket.actorId, requestId: socket.requestId };
 }

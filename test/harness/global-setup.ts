@@ -17,6 +17,9 @@ import { startTemporalDevServer } from '../../src/dev/temporal-server.js';
 import { allSettledOrThrow } from '../../src/dev/wait.js';
 import { writeWorkflowBundle } from '../../src/workflow-bundle.js';
 
+/** The test server suggests continue-as-new past this many history events (production: thousands). */
+export const CONTINUE_AS_NEW_AFTER_EVENTS = 150;
+
 declare module 'vitest' {
   export interface ProvidedContext {
     /** `host:port` of the run's Temporal dev server. */
@@ -59,7 +62,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const temporalCliPath = await resolveTemporalCli({ install: false });
     // In parallel; each registers its cleanup as soon as it has started.
     const [temporalAddress, adminDatabaseUrl, workflowBundlePath] = await allSettledOrThrow([
-      startTemporalDevServer({ cliPath: temporalCliPath, uiPort: null, dbFile: join(stateDir, 'temporal.db') }).then((server) => {
+      startTemporalDevServer({
+        cliPath: temporalCliPath,
+        uiPort: null,
+        dbFile: join(stateDir, 'temporal.db'),
+        // Continue-as-new is suggested after a few generations instead of thousands of events,
+        // so every test whose actor lives a while crosses a run boundary.
+        dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': CONTINUE_AS_NEW_AFTER_EVENTS },
+      }).then((server) => {
         cleanups.push(server.stop);
         return server.address;
       }),
