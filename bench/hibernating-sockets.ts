@@ -20,6 +20,10 @@ import { waitFor } from '../src/dev/wait.js';
 import type { LocalStack } from '../src/dev/local-stack.js';
 import { declareStackFlags, withBenchStack, type BenchContext, type Benchmark, type QuantityFigure, type StackFlags } from './benchmark.js';
 
+const STATISTICS_QUIET_MS = 15_000;
+/** Memory is read this long after the sockets open, so both processes have settled (GC, buffers). */
+const MEMORY_SETTLE_MS = 10_000;
+
 interface Flags extends StackFlags {
   sockets: number;
   seconds: number;
@@ -51,6 +55,7 @@ export const hibernatingSockets: Benchmark<Flags> = {
           message: `${flags.sockets} sockets registered`,
         });
         await putToSleep(stack.gatewayUrl, roomId);
+        await settle();
         const gatewayAfter = residentBytes(gatewayPid);
 
         context.log.info({ seconds: flags.seconds, sockets: flags.sockets }, 'counting writes with the sockets hibernating');
@@ -98,7 +103,10 @@ async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext)
   return (total * 60) / seconds;
 }
 
-/** Waits (bounded) until no table but the heartbeat-driven ones moves for three seconds. */
+/**
+ * Waits (bounded) until no table but the heartbeat-driven ones has moved for 15 s: longer than
+ * an idle backend holds its statistics back (10 s, PGSTAT_IDLE_INTERVAL).
+ */
 async function statisticsSettled(db: pg.Pool, context: BenchContext): Promise<void> {
   const periodic = new Set(['runners', 'gateways']);
   const snapshot = async () => [...(await tableWrites(db))].filter(([t]) => !periodic.has(t)).map(([t, n]) => `${t}=${n}`).join();
@@ -111,9 +119,9 @@ async function statisticsSettled(db: pg.Pool, context: BenchContext): Promise<vo
         last = now;
         quietSince = Date.now();
       }
-      return Date.now() - quietSince >= 3000;
+      return Date.now() - quietSince >= STATISTICS_QUIET_MS;
     },
-    { timeoutMs: 120_000, intervalMs: 500, message: 'table statistics settled' },
+    { timeoutMs: 180_000, intervalMs: 500, message: 'table statistics settled' },
   );
   context.log.info('table statistics settled');
 }
@@ -164,9 +172,14 @@ async function bareServerBytesPerSocket(stack: LocalStack, n: number): Promise<n
   const server = await stack.startProcess({ name: 'bare-ws', script: 'bench/bare-ws-server.ts', env: { BENCH_WS_PORT: String(port) } });
   const before = residentBytes(server.pid);
   const sockets = await openSockets(`ws://127.0.0.1:${port}`, n);
+  await settle();
   const after = residentBytes(server.pid);
   for (const ws of sockets) ws.terminate();
   return (after - before) / n;
+}
+
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, MEMORY_SETTLE_MS));
 }
 
 function wsBase(httpUrl: string): string {

@@ -168,6 +168,30 @@ describe('a hibernatable WebSocket', () => {
     client.close();
   });
 
+  it('is offered to the actor after a start whose snapshot missed it (H8)', async () => {
+    const actor = await createActor(api, { name: 'probe', key: 'missed' });
+    const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);
+    client.send('before');
+    await client.waitForMessages(1);
+    const [requestId] = (await probeState(actor.actorId)).connections;
+    expect(requestId).toBeDefined();
+    await sleepNow(actor.actorId);
+    // The next snapshot will not hold it, while the gateway still does.
+    await stack.db.query('DELETE FROM hibernating_requests WHERE actor_id = $1', [actor.actorId]);
+
+    client.send('after');
+    await client.waitForMessages(2);
+    const state = await probeState(actor.actorId);
+    // The start reported it lost (M\L), then the gateway offered it and the actor took it anew.
+    expect(state.disconnects).toEqual({ [requestId!]: 1 });
+    expect(state.connects).toBe(2);
+    expect(state.connections).toEqual([requestId]);
+    expect(state.received.map((r) => r.text)).toEqual(['before', 'after']);
+    expect(client.isClosed).toBeNull();
+    expect(await rows(actor.actorId)).toEqual([requestId]);
+    client.close();
+  });
+
   it('delivers messages sent while the actor sleeps, in order, once', async () => {
     const actor = await createActor(api, { name: 'probe', key: 'burst' });
     const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);

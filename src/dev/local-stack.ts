@@ -14,8 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.js';
@@ -25,6 +24,7 @@ import { writeWorkflowBundle } from '../workflow-bundle.js';
 import { freePort, isPortFree, preferredOrFreePort } from './free-port.js';
 import { createDatabase, databaseUrl as databaseUrlOf, dropDatabase, startEmbeddedPostgres } from './postgres.js';
 import { describeExit, startNodeProcess, type NodeProcess } from './processes.js';
+import { scratchDirectories } from './scratch-dirs.js';
 import { resolveTemporalCli } from './temporal-cli.js';
 import { deleteNamespace, ensureNamespace, startTemporalDevServer } from './temporal-server.js';
 import { allSettledOrThrow, errorMessage, within } from './wait.js';
@@ -154,13 +154,7 @@ async function prepareDirectories(dataDir: string | undefined): Promise<Director
     await mkdir(logDir, { recursive: true });
     return { stateDir: dataDir, logDir, scratch: undefined };
   }
-  const root = await mkdtemp(join(tmpdir(), 'dormouse-stack-'));
-  // As root the embedded Postgres runs as the `postgres` user, who must get through to its data.
-  await chmod(root, 0o755);
-  const stateDir = join(root, 'state');
-  const logDir = join(root, 'logs');
-  await mkdir(stateDir);
-  await mkdir(logDir);
+  const { stateDir, logDir } = await scratchDirectories('dormouse-stack-');
   return { stateDir, logDir, scratch: stateDir };
 }
 

@@ -200,11 +200,15 @@ export class ClientSocketHub implements TunnelSink {
     for (const socket of this.sockets.values()) if (socket.runnerId === runnerId) socket.resend();
   }
 
-  /** H1: a hibernatable connection is registered before anything can hibernate it. */
+  /**
+   * H1: a hibernatable connection is registered before anything can hibernate it. On an offer
+   * the row is written again (idempotently): the start that missed it may have missed it
+   * because it was gone.
+   */
   private async onAccepted(socket: ClientSocket, runnerId: string, hibernatable: boolean): Promise<void> {
     if (socket.phase !== 'opening') return;
     socket.hibernatable = hibernatable;
-    if (hibernatable && !socket.registered) {
+    if (hibernatable) {
       try {
         await insertHibernatingRequest(this.deps.db, { gatewayId: this.deps.gatewayId, requestId: socket.requestId, actorId: socket.actorId });
         socket.registered = true;

@@ -4,8 +4,7 @@
  * database and namespace (test/harness/stack.ts). Everything is torn down afterwards, also when
  * tests fail; a failed set-up tears down what it had started.
  */
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 // Resolves 'vitest' for the ProvidedContext augmentation below.
 import type {} from 'vitest';
@@ -14,6 +13,7 @@ import { loadConfig } from '../../src/config.js';
 import { startEmbeddedPostgres } from '../../src/dev/postgres.js';
 import { resolveTemporalCli } from '../../src/dev/temporal-cli.js';
 import { startTemporalDevServer } from '../../src/dev/temporal-server.js';
+import { scratchDirectories } from '../../src/dev/scratch-dirs.js';
 import { allSettledOrThrow } from '../../src/dev/wait.js';
 import { writeWorkflowBundle } from '../../src/workflow-bundle.js';
 
@@ -46,13 +46,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   try {
     const config = loadConfig();
-    const runDir = await mkdtemp(join(tmpdir(), 'dormouse-test-'));
-    // The embedded Postgres runs as the `postgres` user when we are root: it must get through.
-    await chmod(runDir, 0o755);
-    const stateDir = join(runDir, 'state');
-    const logDir = join(runDir, 'logs');
-    await mkdir(stateDir);
-    await mkdir(logDir);
+    const { stateDir, logDir } = await scratchDirectories('dormouse-test-');
     // Logs stay for debugging; the servers' state goes.
     cleanups.push(async () => {
       await rm(stateDir, { recursive: true, force: true });
