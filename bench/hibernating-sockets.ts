@@ -5,24 +5,23 @@
  *   with N sockets hibernating on one gateway, against the same stack with none: the keepalive
  *   is one heartbeat UPDATE per gateway per T/2, so the two should match (Rivet writes a row per
  *   socket per tick).
- * - Gateway memory per hibernating socket (resident set growth / N), against a bare `ws` server
- *   holding the same N sockets.
+ * - Gateway memory retained per hibernating socket (heap and buffers after a full GC, read
+ *   through the inspector), against a bare `ws` server holding the same N sockets.
  *
  * These are not latencies: each line carries `value` and `unit` where the latency benchmarks
  * carry `median_ms` and `p99_ms`.
  */
-import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { freePort } from '../src/dev/free-port.js';
 import { waitFor } from '../src/dev/wait.js';
 import type { LocalStack } from '../src/dev/local-stack.js';
+import { retainedBytes } from './inspector.js';
 import { declareStackFlags, withBenchStack, type BenchContext, type Benchmark, type QuantityFigure, type StackFlags } from './benchmark.js';
 
 const STATISTICS_QUIET_MS = 15_000;
-/** Memory is read this long after the sockets open, so both processes have settled (GC, buffers). */
-const MEMORY_SETTLE_MS = 10_000;
 
 interface Flags extends StackFlags {
   sockets: number;
@@ -39,33 +38,32 @@ export const hibernatingSockets: Benchmark<Flags> = {
     declareStackFlags(command, { workers: 1, runners: 1 });
   },
   async run(flags, context) {
-    return withBenchStack(flags, context, async (stack) => {
+    // The stack's own runner would attach to its own gateway; the measured pair is started below.
+    return withBenchStack({ ...flags, runners: 0 }, context, async (stack) => {
       const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
       const clients: WebSocket[] = [];
       try {
+        const measured = await startMeasuredGateway(stack);
         context.log.info({ seconds: flags.seconds }, 'counting writes with no sockets');
         const idle = await writesDuring(db, flags.seconds, context);
 
-        const gatewayPid = stack.processes.gateway.pid;
-        const roomId = await createRoom(stack.gatewayUrl);
-        const gatewayBefore = residentBytes(gatewayPid);
-        clients.push(...(await openSockets(`${wsBase(stack.gatewayUrl)}/actors/${roomId}/ws`, flags.sockets)));
+        const before = await retainedBytes(measured.inspectorPort);
+        const roomId = await createRoom(measured.url);
+        clients.push(...(await openSockets(`${wsBase(measured.url)}/actors/${roomId}/ws`, flags.sockets)));
         await waitFor(async () => (await count(db, 'SELECT count(*) FROM hibernating_requests')) === flags.sockets, {
           timeoutMs: 120_000,
           message: `${flags.sockets} sockets registered`,
         });
-        await putToSleep(stack.gatewayUrl, roomId);
-        await settle();
-        const gatewayAfter = residentBytes(gatewayPid);
+        await putToSleep(measured.url, roomId);
+        const after = await retainedBytes(measured.inspectorPort);
 
         context.log.info({ seconds: flags.seconds, sockets: flags.sockets }, 'counting writes with the sockets hibernating');
         const hibernating = await writesDuring(db, flags.seconds, context);
 
         const bare = await bareServerBytesPerSocket(stack, flags.sockets);
-        const perSocket = (gatewayAfter - gatewayBefore) / flags.sockets;
         return [
-          quantity(`hibernating-sockets.pg-writes-per-minute`, flags.sockets, hibernating, 'writes/min', 'no sockets', idle),
-          quantity(`hibernating-sockets.gateway-bytes-per-socket`, flags.sockets, perSocket, 'bytes', 'bare ws server', bare),
+          quantity('hibernating-sockets.pg-writes-per-minute', flags.sockets, hibernating, 'writes/min', 'no sockets', idle),
+          quantity('hibernating-sockets.gateway-bytes-per-socket', flags.sockets, (after - before) / flags.sockets, 'bytes', 'bare ws server', bare),
         ];
       } finally {
         for (const ws of clients) ws.terminate();
@@ -74,6 +72,23 @@ export const hibernatingSockets: Benchmark<Flags> = {
     });
   },
 };
+
+/** A gateway with its inspector open, and a runner connected to it, beside the stack's own gateway. */
+async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; inspectorPort: number }> {
+  const [port, inspectorPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${port}`;
+  await stack.startProcess({
+    name: 'gateway-measured',
+    script: fileURLToPath(new URL('../src/gateway/main.ts', import.meta.url)),
+    env: { DORMOUSE_GATEWAY_PORT: String(port), DORMOUSE_GATEWAY_URL: url, NODE_OPTIONS: `--inspect=127.0.0.1:${inspectorPort}` },
+  });
+  await stack.startProcess({
+    name: 'runner-measured',
+    script: fileURLToPath(new URL('../examples/runner.ts', import.meta.url)),
+    env: { DORMOUSE_GATEWAY_URL: url },
+  });
+  return { url, inspectorPort };
+}
 
 function quantity(bench: string, n: number, value: number, unit: string, baseline: string, baselineValue: number): QuantityFigure {
   return {
@@ -166,29 +181,22 @@ async function openSockets(url: string, n: number): Promise<WebSocket[]> {
   return sockets;
 }
 
-/** The bare server's resident-set growth per socket for the same number of sockets. */
+/** The bare server's retained memory per socket for the same number of sockets. */
 async function bareServerBytesPerSocket(stack: LocalStack, n: number): Promise<number> {
-  const port = await freePort();
-  const server = await stack.startProcess({ name: 'bare-ws', script: 'bench/bare-ws-server.ts', env: { BENCH_WS_PORT: String(port) } });
-  const before = residentBytes(server.pid);
+  const [port, inspectorPort] = [await freePort(), await freePort()];
+  await stack.startProcess({
+    name: 'bare-ws',
+    script: fileURLToPath(new URL('./bare-ws-server.ts', import.meta.url)),
+    env: { BENCH_WS_PORT: String(port), NODE_OPTIONS: `--inspect=127.0.0.1:${inspectorPort}` },
+  });
+  const before = await retainedBytes(inspectorPort);
   const sockets = await openSockets(`ws://127.0.0.1:${port}`, n);
-  await settle();
-  const after = residentBytes(server.pid);
+  const after = await retainedBytes(inspectorPort);
   for (const ws of sockets) ws.terminate();
   return (after - before) / n;
-}
-
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, MEMORY_SETTLE_MS));
 }
 
 function wsBase(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');
 }
 
-/** Resident set size of a process, from /proc (Linux). */
-function residentBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(match[1]) * 1024;
-}
