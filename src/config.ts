@@ -15,6 +15,16 @@ const envSchema = z.object({
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   DORMOUSE_TASK_QUEUE: z.string().min(1).default('dormouse'),
   DORMOUSE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** `development` lets the gateway run without tokens; anything else requires them. */
+  DORMOUSE_MODE: z.enum(['development', 'production']).default('production'),
+  /** The management API requires `Authorization: Bearer <token>` when set. */
+  DORMOUSE_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Gateway side: `pool=token,pool2=token2`; a runner of a pool must present its pool's token. */
+  DORMOUSE_RUNNER_TOKENS: z.string().min(1).optional(),
+  /** Runner side: the token it presents on /runners/connect. */
+  DORMOUSE_RUNNER_TOKEN: z.string().min(1).optional(),
+  /** Worker side: `host:port` for the Temporal SDK's Prometheus exporter; off when unset. */
+  DORMOUSE_WORKER_METRICS_ADDRESS: z.string().regex(/^[^:]+:\d+$/, 'must be host:port').optional(),
 
   DORMOUSE_GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
   DORMOUSE_GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(6420),
@@ -71,6 +81,7 @@ export interface Timing {
 }
 
 export interface Config {
+  mode: 'development' | 'production';
   databaseUrl: string | undefined;
   temporal: {
     address: string;
@@ -91,8 +102,13 @@ export interface Config {
     pendingFrames: number;
     pendingBytes: number;
   };
-  runner: { pool: string; capacity: number };
-  worker: { workflowBundle: string | undefined; shutdownGraceMs: number };
+  runner: { pool: string; capacity: number; token: string | undefined };
+  worker: { workflowBundle: string | undefined; shutdownGraceMs: number; metricsAddress: string | undefined };
+  auth: {
+    adminToken: string | undefined;
+    /** Pool name → the token its runners must present. */
+    runnerTokens: ReadonlyMap<string, string>;
+  };
   timing: Timing;
 }
 
@@ -107,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = parsed.data;
   return {
+    mode: e.DORMOUSE_MODE,
     databaseUrl: e.DATABASE_URL,
     temporal: {
       address: e.TEMPORAL_ADDRESS ?? 'localhost:7233',
@@ -126,8 +143,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pendingFrames: e.DORMOUSE_PENDING_FRAMES,
       pendingBytes: e.DORMOUSE_PENDING_BYTES,
     },
-    runner: { pool: e.DORMOUSE_RUNNER_POOL, capacity: e.DORMOUSE_RUNNER_CAPACITY },
-    worker: { workflowBundle: e.DORMOUSE_WORKFLOW_BUNDLE, shutdownGraceMs: e.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS },
+    runner: { pool: e.DORMOUSE_RUNNER_POOL, capacity: e.DORMOUSE_RUNNER_CAPACITY, token: e.DORMOUSE_RUNNER_TOKEN },
+    worker: {
+      workflowBundle: e.DORMOUSE_WORKFLOW_BUNDLE,
+      shutdownGraceMs: e.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS,
+      metricsAddress: e.DORMOUSE_WORKER_METRICS_ADDRESS,
+    },
+    auth: { adminToken: e.DORMOUSE_ADMIN_TOKEN, runnerTokens: parseRunnerTokens(e.DORMOUSE_RUNNER_TOKENS) },
     timing: {
       hibernationThresholdMs: e.DORMOUSE_HIBERNATION_THRESHOLD_MS,
       gatewayHeartbeatMs: Math.floor(e.DORMOUSE_HIBERNATION_THRESHOLD_MS / 2),
@@ -145,4 +167,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       commandRetentionMs: e.DORMOUSE_COMMAND_RETENTION_MS,
     },
   };
+}
+
+/** `pool=token,pool2=token2` → map; a malformed entry is a configuration error. */
+function parseRunnerTokens(value: string | undefined): ReadonlyMap<string, string> {
+  const tokens = new Map<string, string>();
+  for (const entry of value ? value.split(',') : []) {
+    const [pool, token, ...rest] = entry.trim().split('=');
+    if (!pool || !token || rest.length > 0) throw new ConfigError('invalid configuration: DORMOUSE_RUNNER_TOKENS: expected pool=token,pool2=token2');
+    tokens.set(pool, token);
+  }
+  return tokens;
+}
+
+/**
+ * Outside development mode the gateway runs only with its tokens: an open management API or
+ * runner endpoint is a configuration error, not a default.
+ */
+export function requireGatewayTokens(config: Config): void {
+  if (config.mode === 'development') return;
+  const missing = [
+    config.auth.adminToken ? null : 'DORMOUSE_ADMIN_TOKEN',
+    config.auth.runnerTokens.size > 0 ? null : 'DORMOUSE_RUNNER_TOKENS',
+  ].filter((name) => name !== null);
+  if (missing.length > 0) {
+    throw new ConfigError(`${missing.join(' and ')} must be set outside development mode (or set DORMOUSE_MODE=development)`);
+  }
 }

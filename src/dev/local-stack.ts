@@ -294,6 +294,8 @@ async function startProcesses(
     DORMOUSE_GATEWAY_PORT: String(endpoint.port),
     DORMOUSE_GATEWAY_URL: endpoint.url,
     DORMOUSE_WORKFLOW_BUNDLE: services.workflowBundlePath,
+    // A local stack is a development stack: no tokens unless the caller sets them.
+    DORMOUSE_MODE: 'development',
     ...options.env,
   };
   const start: StartChild = async (name, script, env = {}) => {

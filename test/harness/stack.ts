@@ -100,6 +100,8 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
     DORMOUSE_GATEWAY_PORT: String(gatewayPort),
     DORMOUSE_GATEWAY_URL: gatewayUrl,
     DORMOUSE_WORKFLOW_BUNDLE: inject('workflowBundlePath'),
+    // Tests that check tokens set them (and the mode) themselves.
+    DORMOUSE_MODE: 'development',
     DORMOUSE_LOG_LEVEL: 'info',
     ...options.env,
   };
