@@ -11,6 +11,7 @@ const runner = createRunner({
   actors: [chat],
   pool: config.runner.pool,
   capacity: config.runner.capacity,
+  ...(config.runner.token ? { token: config.runner.token } : {}),
   defaultSleepAfterMs: config.timing.sleepAfterMs,
   log,
 });

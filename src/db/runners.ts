@@ -72,3 +72,13 @@ export async function connectedRunnerCount(db: Queryable): Promise<number> {
 export async function drainRunner(db: Queryable, runnerId: string): Promise<void> {
   await db.query('UPDATE runners SET drained_at = now() WHERE runner_id = $1', [runnerId]);
 }
+
+/** Whether the registry places `actorId` at `generation` on this runner: what a runner may speak for. */
+export async function hosts(db: Queryable, runnerId: string, actorId: string, generation: number): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM actors WHERE actor_id = $1 AND runner_id = $2 AND generation = $3', [
+    actorId,
+    runnerId,
+    generation,
+  ]);
+  return (rowCount ?? 0) > 0;
+}

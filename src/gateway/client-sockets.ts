@@ -23,7 +23,8 @@ import { wakeSignal } from '../workflows/actor-api.js';
 import type { ActorWatch } from './actor-watch.js';
 import { ClientSocket, type OpenOutcome } from './client-socket.js';
 import { HttpError } from './errors.js';
-import type { TunnelSink } from './runner-connection.js';
+import { rejectUpgrade } from './reject-upgrade.js';
+import type { TunnelRunner, TunnelSink } from './runner-connection.js';
 
 export interface HubDeps {
   db: Db;
@@ -167,27 +168,43 @@ export class ClientSocketHub implements TunnelSink {
 
   // --- Runner events ------------------------------------------------------------------------
 
-  fromRunner(runnerId: string, message: FromRunner): void {
-    if (message.type === 'wsRestored') return this.onRestored(runnerId, message);
+  /**
+   * A runner speaks only for its own connections: those attached to it, or (for a start's
+   * restore report and the closes it sends while starting) the actor generation whose start this
+   * gateway delivered to it. Anything else is dropped.
+   */
+  fromRunner(runner: TunnelRunner, message: FromRunner): void {
+    const { runnerId } = runner;
+    if (message.type === 'wsRestored') {
+      if (runner.startedHere(message.actorId, message.generation)) return this.onRestored(runnerId, message);
+      return this.refuse(runnerId, message);
+    }
     const socket = this.sockets.get(message.requestId);
     if (!socket) {
       // The client went away before the actor accepted it: the actor must not keep it.
-      if (message.type === 'wsOpenAck') {
+      if (message.type === 'wsOpenAck' && runner.startedHere(message.actorId, message.generation)) {
         const { requestId, actorId, generation } = message;
         this.deps.sendToRunner(runnerId, { type: 'wsClose', requestId, actorId, generation, code: 1001, reason: 'the client went away' });
       }
       return;
     }
+    const attached = socket.runnerId === runnerId;
     switch (message.type) {
       case 'wsOpenAck':
-        return void this.onAccepted(socket, runnerId, message.hibernatable);
+        return attached ? void this.onAccepted(socket, runnerId, message.hibernatable) : this.refuse(runnerId, message);
       case 'wsAck':
-        return socket.acknowledge(message.index);
+        return attached ? socket.acknowledge(message.index) : this.refuse(runnerId, message);
       case 'wsMessage':
-        return socket.deliver(message.data, message.binary);
-      case 'wsClose':
-        return void this.closeByActor(socket, message.code, message.reason);
+        return attached ? socket.deliver(message.data, message.binary) : this.refuse(runnerId, message);
+      case 'wsClose': {
+        const mayClose = socket.actorId === message.actorId && (attached || runner.startedHere(message.actorId, message.generation));
+        return mayClose ? void this.closeByActor(socket, message.code, message.reason) : this.refuse(runnerId, message);
+      }
     }
+  }
+
+  private refuse(runnerId: string, message: FromRunner): void {
+    this.log.debug({ runnerId, type: message.type, ...('requestId' in message ? { requestId: message.requestId } : { actorId: message.actorId }) }, 'runner frame for a connection it does not hold; dropped');
   }
 
   /** A runner answered `not_hosted` to an open or a message: an open retries; messages stay pending. */
@@ -426,14 +443,6 @@ function toBuffer(data: WebSocket.RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
-}
-
-function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
-  const body = JSON.stringify({ error: { code, message } });
-  const text = { 400: 'Bad Request', 404: 'Not Found', 500: 'Internal Server Error' }[status] ?? 'Error';
-  socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 /** A socket's ids for a log line, without making it a logger of its own. */

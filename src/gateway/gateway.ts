@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
+import { requireGatewayTokens, type Config } from '../config.js';
 import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL, parseActorStateNotice } from '../db/channels.js';
 import { unregisterGateway, registerGateway } from '../db/gateways.js';
 import { migrate } from '../db/migrate.js';
@@ -33,6 +33,7 @@ export interface RunningGateway {
 
 export async function startGateway(config: Config, log: Logger): Promise<RunningGateway> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is not set: the gateway needs Postgres');
+  requireGatewayTokens(config);
   await migrate(config.databaseUrl, log);
   const gatewayId = config.gateway.id ?? `gw-${hostname()}-${randomUUID().slice(0, 8)}`;
   log = log.child({ gatewayId });

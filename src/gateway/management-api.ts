@@ -13,6 +13,7 @@ import type { Db } from '../db/pool.js';
 import { actorName } from '../protocol/runner-protocol.js';
 import { signalActor, startActorWorkflow } from '../temporal-client.js';
 import { CRASH_POLICIES, destroySignal, rescheduleSignal, sleepSignal, wakeSignal } from '../workflows/actor-api.js';
+import { bearerToken, sameToken } from './auth.js';
 import { HttpError, badRequest, zodMessage } from './errors.js';
 
 export interface ManagementDeps {
@@ -42,7 +43,26 @@ export function parseActorId(params: unknown): string {
 
 const SIGNALS = { sleep: sleepSignal, wake: wakeSignal, reschedule: rescheduleSignal } as const;
 
-export function registerManagementApi(app: FastifyInstance, { db, client, config }: ManagementDeps): void {
+/**
+ * The routes live in a plugin of their own so that the admin-token check applies to them only:
+ * tunnelled requests to actors are the actors' business (their headers are forwarded).
+ */
+export function registerManagementApi(app: FastifyInstance, deps: ManagementDeps): void {
+  void app.register(async (api) => {
+    const { adminToken } = deps.config.auth;
+    if (adminToken) {
+      api.addHook('onRequest', async (request) => {
+        if (!sameToken(bearerToken(request.headers), adminToken)) {
+          request.log.warn({ url: request.url }, 'management request refused: no valid admin token');
+          throw new HttpError(401, 'unauthorized', 'the admin token is required (Authorization: Bearer <token>)');
+        }
+      });
+    }
+    managementRoutes(api, deps);
+  });
+}
+
+function managementRoutes(app: FastifyInstance, { db, client, config }: ManagementDeps): void {
   /** Starts the workflow of a new actor; the row stays if Temporal is down, and the reaper repairs it. */
   async function launch(actor: Actor): Promise<void> {
     try {

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { ackCommands, pendingCommands } from '../db/commands.js';
 import { FenceError, runKvOp } from '../db/kv.js';
 import type { Db } from '../db/pool.js';
-import { disconnectRunner, drainRunner } from '../db/runners.js';
+import { disconnectRunner, drainRunner, hosts } from '../db/runners.js';
 import type { Logger } from '../log.js';
 import {
   RunnerCloseCode,
@@ -23,9 +23,16 @@ import { signalActor } from '../temporal-client.js';
 import { eventsSignal } from '../workflows/actor-api.js';
 import { closeReason } from '../protocol/close-reason.js';
 
+/** A runner as the client-socket hub sees it: who it is, and which actor starts it was given here. */
+export interface TunnelRunner {
+  readonly runnerId: string;
+  /** Whether this connection delivered the StartActor of that actor generation (the latest one). */
+  startedHere(actorId: string, generation: number): boolean;
+}
+
 /** Where tunnelled WebSocket traffic from runners goes (the client-socket hub). */
 export interface TunnelSink {
-  fromRunner(runnerId: string, message: Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMessage' | 'wsClose' | 'wsRestored' }>): void;
+  fromRunner(runner: TunnelRunner, message: Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMessage' | 'wsClose' | 'wsRestored' }>): void;
   notHosted(requestId: string): void;
   runnerConnected(runnerId: string): void;
 }
@@ -67,8 +74,10 @@ interface PendingHttp {
   timer: NodeJS.Timeout;
 }
 
-export class RunnerConnection {
+export class RunnerConnection implements TunnelRunner {
   private readonly sent = new Set<string>();
+  /** Per actor, the generation whose StartActor this connection delivered last. */
+  private readonly started = new Map<string, number>();
   private delivering: Promise<void> | null = null;
   private deliverAgain = false;
   private readonly pendingHttp = new Map<string, PendingHttp>();
@@ -88,6 +97,10 @@ export class RunnerConnection {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  startedHere(actorId: string, generation: number): boolean {
+    return this.started.get(actorId) === generation;
   }
 
   /** Milliseconds since the runner's last ping; the endpoint closes silent runners. */
@@ -139,7 +152,10 @@ export class RunnerConnection {
     const commands = await pendingCommands(this.deps.db, this.runnerId);
     const fresh = commands.filter((c) => !this.sent.has(commandKey(c)));
     if (fresh.length === 0 || this.closed) return;
-    for (const c of fresh) this.sent.add(commandKey(c));
+    for (const c of fresh) {
+      this.sent.add(commandKey(c));
+      if (c.command.kind === 'startActor') this.started.set(c.actorId, c.generation);
+    }
     this.send({ type: 'commands', commands: fresh });
     this.log.debug({ count: fresh.length }, 'commands delivered');
   }
@@ -208,7 +224,7 @@ export class RunnerConnection {
       case 'wsMessage':
       case 'wsClose':
       case 'wsRestored':
-        return this.deps.sockets.fromRunner(this.runnerId, message);
+        return this.deps.sockets.fromRunner(this, message);
     }
   }
 
@@ -228,12 +244,15 @@ export class RunnerConnection {
 
   /**
    * Signals the workflow until it holds the batch, then acknowledges. If the connection closes
-   * first the events stay unacknowledged and the runner resends them on reconnect.
+   * first the events stay unacknowledged and the runner resends them on reconnect. Events of a
+   * generation this runner does not (or no longer) host are acknowledged and dropped: a runner
+   * speaks only for the actors placed on it.
    */
   private async forwardEvents(actorId: string, batch: EventEnvelope[]): Promise<void> {
     for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
       try {
-        const delivered = await signalActor(this.deps.client, actorId, eventsSignal, batch);
+        const hosted = await this.hostedOnly(actorId, batch);
+        const delivered = hosted.length === 0 || (await signalActor(this.deps.client, actorId, eventsSignal, hosted));
         if (!delivered) this.log.info({ actorId }, 'events for a finished actor workflow dropped');
         this.log.debug({ actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) }, 'events signalled');
         this.send({ type: 'ackEvents', acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })) });
@@ -243,6 +262,16 @@ export class RunnerConnection {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
+  }
+
+  private async hostedOnly(actorId: string, batch: EventEnvelope[]): Promise<EventEnvelope[]> {
+    const generations = [...new Set(batch.map((e) => e.generation))];
+    const allowed = new Set<number>();
+    for (const generation of generations) {
+      if (await hosts(this.deps.db, this.runnerId, actorId, generation)) allowed.add(generation);
+      else this.log.warn({ actorId, generation }, 'events for an actor generation this runner does not host; dropped');
+    }
+    return batch.filter((e) => allowed.has(e.generation));
   }
 
   private async serveKv(message: Extract<RunnerToGateway, { type: 'kvRequest' }>): Promise<void> {

@@ -10,6 +10,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { actorsPlacedOn, connectRunner } from '../db/runners.js';
 import { closeReason } from '../protocol/close-reason.js';
 import { PROTOCOL_VERSION, RunnerCloseCode, parseRunnerFrame, type RunnerToGateway } from '../protocol/runner-protocol.js';
+import { bearerToken, poolOfToken } from './auth.js';
+import { rejectUpgrade } from './reject-upgrade.js';
 import { RunnerConnection, type RunnerConnectionDeps } from './runner-connection.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -48,8 +50,21 @@ export class RunnerEndpoint {
     for (const runner of this.runners.values()) runner.deliverPending();
   }
 
+  /**
+   * With runner tokens configured, the upgrade must carry one (`Authorization: Bearer`), and the
+   * runner may then join only that token's pool.
+   */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.awaitHello(ws));
+    const { runnerTokens } = this.deps.config.auth;
+    let pool: string | undefined;
+    if (runnerTokens.size > 0) {
+      pool = poolOfToken(runnerTokens, bearerToken(request.headers));
+      if (!pool) {
+        this.deps.log.warn({ remote: request.socket.remoteAddress }, 'runner refused: no valid token');
+        return rejectUpgrade(socket, 401, 'unauthorized', 'a runner token is required (Authorization: Bearer <token>)');
+      }
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.awaitHello(ws, pool));
   }
 
   async close(): Promise<void> {
@@ -58,7 +73,7 @@ export class RunnerEndpoint {
     this.wss.close();
   }
 
-  private awaitHello(ws: WebSocket): void {
+  private awaitHello(ws: WebSocket, authorizedPool: string | undefined): void {
     const timer = setTimeout(() => ws.close(RunnerCloseCode.HandshakeTimeout, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
@@ -66,6 +81,10 @@ export class RunnerEndpoint {
       if (!parsed?.ok || parsed.message.type !== 'hello') {
         const error = parsed && !parsed.ok ? parsed.error : 'the first frame must be a hello';
         ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
+        return;
+      }
+      if (authorizedPool !== undefined && parsed.message.pool !== authorizedPool) {
+        ws.close(RunnerCloseCode.Unauthorized, closeReason(`the token is not valid for pool ${parsed.message.pool}`));
         return;
       }
       if (parsed.message.protocolVersion !== PROTOCOL_VERSION) {

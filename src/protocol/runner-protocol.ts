@@ -162,7 +162,7 @@ export const runnerToGateway = z.discriminatedUnion('type', [
   /** A message from the actor to the client. */
   z.strictObject({ type: z.literal('wsMessage'), requestId, data: z.string(), binary: z.boolean() }),
   /** The actor closes (or refuses, or does not know) a connection. */
-  z.strictObject({ type: z.literal('wsClose'), requestId, code: closeCode, reason: z.string().max(123) }),
+  z.strictObject({ type: z.literal('wsClose'), requestId, actorId, generation, code: closeCode, reason: z.string().max(123) }),
   /**
    * Sent on start, before the actor reports running: the snapshot's requests it restored, with the
    * last index each had processed. The gateway resends what follows and offers the rest (H5, H8).

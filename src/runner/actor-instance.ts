@@ -94,6 +94,10 @@ export class ActorInstance {
     this.ctx = this.makeContext();
   }
 
+  private ids(): { actorId: string; generation: number } {
+    return { actorId: this.actorId, generation: this.generation };
+  }
+
   /** Serving requests and messages: running, or still finishing queued work while stopping. */
   get isRunning(): boolean {
     return this.phase === 'running';
@@ -117,9 +121,18 @@ export class ActorInstance {
       const { restore, unknown, lost } = reconcile(this.command.hibernatingRequests, records);
       for (const record of restore) this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
       for (const ref of unknown) {
-        this.host.send({ type: 'wsClose', requestId: ref.requestId, code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' });
+        this.host.send({ type: 'wsClose', requestId: ref.requestId, ...this.ids(), code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' });
       }
 
+      const reportRestored = () =>
+        this.host.send({
+          type: 'wsRestored',
+          actorId: this.actorId,
+          generation: this.generation,
+          requests: restore.map((r) => ({ requestId: r.requestId, lastIndex: r.lastIndex })),
+        });
+      // The restore report goes before anything onStart sent: the gateway must have the
+      // connections attached to this runner when their first messages arrive.
       await this.runHandler(async () => {
         await this.definition.onStart?.(this.ctx);
         for (const record of lost) {
@@ -128,14 +141,8 @@ export class ActorInstance {
           conn.closed = true;
           await this.definition.onDisconnect?.(this.ctx, conn, { code: 1006, reason: 'lost while the actor was stopped' });
         }
-      });
+      }, reportRestored);
       if (this.phase !== 'starting') return; // crashed or fenced meanwhile
-      this.host.send({
-        type: 'wsRestored',
-        actorId: this.actorId,
-        generation: this.generation,
-        requests: restore.map((r) => ({ requestId: r.requestId, lastIndex: r.lastIndex })),
-      });
       this.phase = 'running';
       this.emit({ kind: 'running' });
       this.log.info({ reason: this.command.reason, restored: restore.length, lost: lost.length, unknown: unknown.length }, 'actor running');
@@ -228,7 +235,7 @@ export class ActorInstance {
         return;
       }
       if (!this.definition.onMessage) {
-        this.host.send({ type: 'wsClose', requestId: frame.requestId, code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' });
+        this.host.send({ type: 'wsClose', requestId: frame.requestId, ...this.ids(), code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' });
         return;
       }
       const request = { path: frame.path, headers: frame.headers };
@@ -243,7 +250,7 @@ export class ActorInstance {
       } catch (err) {
         this.connections.delete(conn.id);
         this.deletions.delete(connectionKey(conn.id));
-        this.host.send({ type: 'wsClose', requestId: conn.id, code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' });
+        this.host.send({ type: 'wsClose', requestId: conn.id, ...this.ids(), code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' });
         return;
       }
       if (conn.closed) return; // refused inside onConnect; the close is on its way
@@ -264,7 +271,7 @@ export class ActorInstance {
     await this.guarded(async () => {
       const conn = this.connections.get(frame.requestId);
       if (!conn) {
-        this.host.send({ type: 'wsClose', requestId: frame.requestId, code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' });
+        this.host.send({ type: 'wsClose', requestId: frame.requestId, ...this.ids(), code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' });
         return;
       }
       if (frame.index <= conn.lastIndex) {
@@ -325,7 +332,7 @@ export class ActorInstance {
         // request without a record, which the next start closes (L\M), never a double disconnect.
         const persistThenClose = async () => {
           await this.persist();
-          this.host.send({ type: 'wsClose', requestId: conn.id, code, reason });
+          this.host.send({ type: 'wsClose', requestId: conn.id, ...this.ids(), code, reason });
         };
         // Queued: inside a handler it runs after that handler's own write.
         void this.guarded(persistThenClose);
@@ -352,11 +359,12 @@ export class ActorInstance {
   }
 
   /** A handler runs, whatever it changed is persisted in one write, then what it sent is released. */
-  private async runHandler<T>(fn: () => Promise<T>): Promise<T> {
+  private async runHandler<T>(fn: () => Promise<T>, beforeRelease?: () => void): Promise<T> {
     this.inHandler = true;
     try {
       const result = await fn();
       await this.persist();
+      beforeRelease?.();
       for (const frame of this.held) this.host.send(frame);
       return result;
     } finally {

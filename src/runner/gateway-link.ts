@@ -38,6 +38,7 @@ export class GatewayLink {
     private readonly url: string,
     private readonly handlers: LinkHandlers,
     private readonly log: Logger,
+    private readonly token?: string,
   ) {}
 
   get connected(): boolean {
@@ -73,10 +74,26 @@ export class GatewayLink {
 
   private connect(attempt: number): void {
     if (this.stopped) return;
-    const ws = new WebSocket(this.url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: 64 * 1024 * 1024 });
+    const ws = new WebSocket(this.url, {
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      maxPayload: 64 * 1024 * 1024,
+      headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+    });
     this.ws = ws;
     let welcomed = false;
     const handshakeTimer = setTimeout(() => ws.terminate(), HANDSHAKE_TIMEOUT_MS);
+
+    // A refused token is final: retrying with the same one cannot succeed.
+    ws.on('unexpected-response', (_request, response) => {
+      clearTimeout(handshakeTimer);
+      if (response.statusCode === 401 || response.statusCode === 403) {
+        this.stopped = true;
+        this.log.error({ status: response.statusCode }, 'gateway refused the runner token; not reconnecting');
+        this.firstWelcome?.reject(new Error(`gateway refused the runner (HTTP ${response.statusCode}): check DORMOUSE_RUNNER_TOKEN`));
+        this.firstWelcome = null;
+      }
+      ws.terminate();
+    });
 
     ws.on('open', () => ws.send(JSON.stringify(this.handlers.hello())));
     ws.on('message', (data, isBinary) => {

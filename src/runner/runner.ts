@@ -31,6 +31,8 @@ export interface RunnerOptions {
   /** Idle time before an actor sleeps, unless its type or input says otherwise. */
   defaultSleepAfterMs?: number;
   log?: Logger;
+  /** The pool's runner token, when the gateway requires one. */
+  token?: string;
   /** Test hooks; leave unset. */
   faults?: RunnerFaults;
 }
@@ -88,6 +90,7 @@ class ActorRunner implements Runner {
         onMessage: (message) => this.onMessage(message),
       },
       this.log,
+      options.token,
     );
   }
 

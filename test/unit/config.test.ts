@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, requireGatewayTokens } from '../../src/config.js';
 
 describe('config', () => {
   it('has the defaults of DESIGN §7', () => {
@@ -29,6 +29,21 @@ describe('config', () => {
     expect(c.timing.startThresholdMs).toBe(1500);
     expect(c.temporal).toMatchObject({ address: 'temporal:7233', addressGiven: true });
     expect(c.gateway.port).toBe(0);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DORMOUSE_ADMIN_TOKEN: '', DORMOUSE_GATEWAY_PORT: '' }).gateway.port).toBe(6420);
+  });
+
+  it('reads runner tokens per pool, and refuses a malformed list', () => {
+    expect([...loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b=2' }).auth.runnerTokens]).toEqual([['a', '1'], ['b', '2']]);
+    expect(() => loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b' })).toThrow(/DORMOUSE_RUNNER_TOKENS/);
+  });
+
+  it('requires tokens outside development mode', () => {
+    expect(() => requireGatewayTokens(loadConfig({}))).toThrow(/DORMOUSE_ADMIN_TOKEN and DORMOUSE_RUNNER_TOKENS/);
+    expect(() => requireGatewayTokens(loadConfig({ DORMOUSE_MODE: 'development' }))).not.toThrow();
+    expect(() => requireGatewayTokens(loadConfig({ DORMOUSE_ADMIN_TOKEN: 'x'.repeat(16), DORMOUSE_RUNNER_TOKENS: 'default=t' }))).not.toThrow();
   });
 
   it('refuses nonsense with a message naming the variable', () => {
