@@ -33,6 +33,8 @@ export interface HubDeps {
   log: Logger;
   gatewayId: string;
   watch: ActorWatch;
+  /** Told of every wake the hub asks for (metrics). */
+  onWake: (actorId: string) => void;
   /** Sends a frame to a runner connected to this gateway; false if it is not. */
   sendToRunner(runnerId: string, frame: GatewayToRunner): boolean;
 }
@@ -328,6 +330,7 @@ export class ClientSocketHub implements TunnelSink {
     const seen = this.lastSeen.get(actorId) ?? 'unknown';
     if (!force && this.wokenFor.get(actorId) === seen) return;
     this.wokenFor.set(actorId, seen);
+    this.deps.onWake(actorId);
     try {
       await signalActor(this.deps.client, actorId, wakeSignal);
     } catch (err) {

@@ -17,6 +17,7 @@ import { connectClient } from '../temporal-client.js';
 import { ActorWatch } from './actor-watch.js';
 import { ClientSocketHub } from './client-sockets.js';
 import { GatewayHeartbeat } from './heartbeat.js';
+import { GatewayMetrics } from './metrics.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { registerHttpTunnel } from './http-tunnel.js';
 import { registerManagementApi } from './management-api.js';
@@ -49,6 +50,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     log,
     gatewayId,
     watch,
+    onWake: (actorId) => metrics.wakeRequested(actorId, 'websocket'),
     sendToRunner: (runnerId, frame) => {
       const runner = runners.get(runnerId);
       if (!runner || runner.isClosed) return false;
@@ -57,6 +59,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     },
   });
   const runners = new RunnerEndpoint({ db, client, config, log, gatewayId, touch: (id) => pings.touch(id), sockets });
+  const metrics = new GatewayMetrics(db, () => sockets.stats());
   const listener = new NotificationListener(config.databaseUrl, log, () => {
     runners.redeliverAll();
     watch.onReconnect();
@@ -67,13 +70,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     if (!notice) return log.warn({ payload }, 'unreadable actor state notice');
     watch.onNotice(notice);
     sockets.onActorState(notice);
+    metrics.onNotice(notice);
   });
   await listener.start();
 
   const app = buildApp(config, log);
   registerManagementApi(app, { db, client, config });
-  registerHttpTunnel(app, { client, config, watch, runners });
-  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length, ...sockets.stats() }));
+  registerHttpTunnel(app, { client, config, watch, runners, onWake: (actorId) => metrics.wakeRequested(actorId, 'http') });
+  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length, waiting: watch.waiting, ...sockets.stats() }));
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = request.url ?? '/';
     const { pathname } = new URL(url, 'http://gateway');

@@ -19,6 +19,8 @@ export interface TunnelDeps {
   config: Config;
   watch: ActorWatch;
   runners: RunnerEndpoint;
+  /** Told of every wake a request asks for (metrics). */
+  onWake: (actorId: string) => void;
 }
 
 // Connection-level headers belong to one hop; they are not forwarded either way.
@@ -41,7 +43,10 @@ async function tunnelRequest(request: FastifyRequest, reply: FastifyReply, deps:
   const actorId = parseActorId({ actorId: (request.params as { actorId: string }).actorId });
   const path = actorPath(request.url, actorId);
   const deadline = Date.now() + deps.config.timing.wakeTimeoutMs;
-  const wake = async () => void (await signalActor(deps.client, actorId, wakeSignal));
+  const wake = async () => {
+    deps.onWake(actorId);
+    await signalActor(deps.client, actorId, wakeSignal);
+  };
   let staleGeneration: number | undefined;
 
   for (;;) {
