@@ -7,12 +7,12 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { installSdkLogging } from '../src/worker.js';
+import { installSdkRuntime } from '../src/worker.js';
 import { baselineActivities } from './baseline-activities.js';
 
 const config = loadConfig();
 const log = createLogger('baseline-worker', config.logLevel);
-installSdkLogging(log);
+installSdkRuntime(log);
 if (!config.worker.workflowBundle) throw new Error('DORMOUSE_WORKFLOW_BUNDLE must name the baseline bundle');
 
 const connection = await NativeConnection.connect({ address: config.temporal.address });

@@ -1,9 +1,9 @@
 /**
  * A member of the worker fleet: runs actor and reaper workflows and their activities on the
- * `dormouse` task queue. Stateless; run as many as you like. `tsx src/worker.ts` starts one from
- * the environment (see config.ts); tests may start one in-process with fault hooks.
+ * `dormouse` task queue. Stateless; run as many as you like. `tsx src/worker.ts` (or `dormouse
+ * worker`) starts one from the environment (see config.ts); tests may start one in-process with
+ * fault hooks.
  */
-import { fileURLToPath } from 'node:url';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { LogLevel, LogMetadata } from '@temporalio/common';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -12,6 +12,7 @@ import { loadConfig, type Config } from './config.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
 import { createLogger, type Logger } from './log.js';
+import { runIfEntryScript, shutdownSignal } from './process-entry.js';
 import { WORKFLOWS_PATH } from './workflow-bundle.js';
 import { REAPER_WORKFLOW_ID, type ReaperInput } from './workflows/reaper.js';
 
@@ -76,10 +77,11 @@ async function ensureReaper(client: Client, config: Config): Promise<void> {
 }
 
 /**
- * Routes the Temporal SDK's logs (worker state, workflow `log` calls) into pino, so the
- * worker writes one structured stream. Once per process, before the first worker.
+ * Installs the Temporal SDK runtime once per process, before the first worker: its logs (worker
+ * state, workflow `log` calls) go into pino, so the worker writes one structured stream, and its
+ * metrics are served for Prometheus when an address is given.
  */
-export function installSdkLogging(log: Logger): void {
+export function installSdkRuntime(log: Logger, metricsAddress?: string): void {
   const sdk = log.child({ part: 'temporal' });
   const write = (level: LogLevel, message: string, meta?: LogMetadata) => {
     sdk[level.toLowerCase() as Lowercase<LogLevel>](meta ?? {}, message);
@@ -93,27 +95,36 @@ export function installSdkLogging(log: Logger): void {
       warn: (message, meta) => write('WARN', message, meta),
       error: (message, meta) => write('ERROR', message, meta),
     },
+    ...(metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: metricsAddress } } } } : {}),
   });
+  if (metricsAddress) log.info({ metricsAddress }, 'Temporal SDK metrics served on /metrics');
 }
 
-async function main(): Promise<void> {
-  const config = loadConfig();
-  const log = createLogger('worker', config.logLevel);
-  installSdkLogging(log);
-  const worker = await startWorker(config, log);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+/**
+ * One worker from the environment until SIGINT or SIGTERM: what `tsx src/worker.ts` and
+ * `dormouse worker` run. Its failure goes to the same pino stream as everything else, so that
+ * whoever collects the logs sees why a worker died. Resolves with the process's exit code.
+ */
+export async function runWorkerProcess(): Promise<number> {
+  // Made before the configuration is read, so that a bad configuration is logged like any failure.
+  const log = createLogger('worker', 'info');
+  try {
+    const config = loadConfig();
+    log.level = config.logLevel;
+    installSdkRuntime(log, config.worker.metricsAddress);
+    const worker = await startWorker(config, log);
+    // Until a signal, or until the worker stops by itself (done rejects if it failed).
+    const signal = await Promise.race([shutdownSignal(), worker.done]);
+    if (signal) {
       log.info({ signal }, 'shutting down');
-      worker.shutdown().catch((err: unknown) => log.error({ err }, 'shutdown failed'));
-    });
+      await worker.shutdown();
+    }
+    log.info('stopped');
+    return 0;
+  } catch (err) {
+    log.fatal({ err }, 'worker failed');
+    return 1;
   }
-  await worker.done;
-  log.info('stopped');
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
-}
+runIfEntryScript(import.meta.url, runWorkerProcess);

@@ -16,7 +16,7 @@ import { loadConfig } from '../src/config.js';
 import type { NodeProcess } from '../src/dev/processes.js';
 import { createLogger } from '../src/log.js';
 import type { HibernatingRequestRef } from '../src/protocol/runner-protocol.js';
-import { installSdkLogging, startWorker, type RunningWorker } from '../src/worker.js';
+import { installSdkRuntime, startWorker, type RunningWorker } from '../src/worker.js';
 import { actorRequest, appliedCommands, createActor, waitForActor, type Api } from './harness/actors.js';
 import { activityCalls, actorHistories, recordHistories, recordedStarts } from './harness/history.js';
 import { actorsApi } from './harness/http.js';
@@ -59,7 +59,7 @@ beforeAll(async () => {
     DORMOUSE_WORKFLOW_BUNDLE: inject('workflowBundlePath'),
   });
   const log = createLogger('worker', 'warn');
-  installSdkLogging(log);
+  installSdkRuntime(log);
   worker = await startWorker(config, log, faults);
   // A live gateway (beyond the stack's own) holding hibernating requests, and a dead one.
   await stack.db.query("INSERT INTO gateways (gateway_id, address) VALUES ('gw-live', 'test')");

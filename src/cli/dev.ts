@@ -1,9 +1,9 @@
 /**
- * `npm start`: the whole Dormouse stack on this machine (DESIGN §6). Postgres (DATABASE_URL, or
- * an embedded one keeping its data in .data/postgres), Temporal (TEMPORAL_ADDRESS, or the CLI's
- * dev server keeping its state in .data/temporal.db, UI on :8233), two workers, the gateway and
- * two runners hosting the demo actors (src/dev/local-stack.ts brings them up). Ctrl-C stops
- * everything, newest first.
+ * `npm start` and `dormouse dev`: the whole Dormouse stack on this machine (DESIGN §6). Postgres
+ * (DATABASE_URL, or an embedded one keeping its data in .data/postgres), Temporal
+ * (TEMPORAL_ADDRESS, or the CLI's dev server keeping its state in .data/temporal.db, UI on
+ * :8233), two workers, the gateway and two runners hosting the demo actors
+ * (src/dev/local-stack.ts brings them up). Ctrl-C stops everything, newest first.
  *
  * A development tool, not part of the product: it may use dev dependencies (pino-pretty).
  */
@@ -14,12 +14,14 @@ import { startLocalStack, type LocalStack } from '../dev/local-stack.js';
 import { prettyLogger } from '../dev/pretty-log.js';
 import { onShutdownSignal } from '../dev/shutdown-signal.js';
 import { errorMessage } from '../dev/wait.js';
+import { runIfEntryScript } from '../process-entry.js';
 
 const DATA_DIR = fileURLToPath(new URL('../../.data', import.meta.url));
 const WORKERS = 2;
 const RUNNERS = 2;
 
-async function main(): Promise<number> {
+/** Runs the stack until Ctrl-C (SIGINT) or SIGTERM, then stops it; resolves with the exit code. */
+export async function runDevStack(): Promise<number> {
   const config = loadConfig();
   const log = prettyLogger(config.logLevel, 1);
   const shutdown = onShutdownSignal(log);
@@ -98,6 +100,4 @@ function paint(color: number, text: string): string {
   return useColor() ? `\u001b[${color}m${text}\u001b[39m` : text;
 }
 
-process.exitCode = await main();
-// Lingering handles (a stubborn connection) must not keep a stopped dev stack alive.
-process.exit();
+runIfEntryScript(import.meta.url, runDevStack);

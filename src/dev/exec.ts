@@ -10,19 +10,20 @@ export interface CommandResult {
 }
 
 /**
- * Runs `file args` to completion or until `timeoutMs` passes (then SIGKILL). Resolves with the
- * outcome whatever the exit code; rejects only when the command cannot be started at all.
+ * Runs `file args` to completion or until `timeoutMs` passes (then SIGKILL), in `env` (default:
+ * this process's environment). Resolves with the outcome whatever the exit code; rejects only
+ * when the command cannot be started at all.
  */
 export function runCommand(
   file: string,
   args: readonly string[],
-  options: { timeoutMs: number; cwd?: string },
+  options: { timeoutMs: number; cwd?: string; env?: NodeJS.ProcessEnv },
 ): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     execFile(
       file,
       args,
-      { timeout: options.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, cwd: options.cwd },
+      { timeout: options.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, cwd: options.cwd, env: options.env },
       (err, stdout, stderr) => {
         if (err && typeof err.code === 'string') {
           reject(new Error(`cannot run ${file}: ${err.message}`, { cause: err }));
