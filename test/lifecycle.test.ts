@@ -77,6 +77,10 @@ describe('an actor', () => {
     await waitForActor(api, actor.actorId, (a) => a.state === 'sleeping', 'asleep after 500 ms idle');
     const asleep = await getActor(api, actor.actorId);
     expect(asleep).toMatchObject({ generation: 1, runnerId: null });
+    // The Temporal UI tells the same story: asleep, on no runner.
+    const described = await stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId)).describe();
+    expect(described.searchAttributes).toMatchObject({ ActorState: ['sleeping'], ActorGeneration: [1] });
+    expect(described.searchAttributes.RunnerId).toBeUndefined();
 
     const woken = await actorRequest<ChatState>(stack.gatewayUrl, actor.actorId, '/state');
     expect(woken).toEqual({ status: 200, body: { seq: 2, connections: 0, generation: 2 } });

@@ -354,7 +354,6 @@ class ActorLifecycle {
     await acts.destroyActor.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: 'destroy: free the key, delete storage and hibernating requests' }, [
       { actorId: this.input.actorId, lastError: this.m.lastError },
     ]);
-    this.m.runnerId = null;
     this.enter('destroyed');
   }
 
@@ -397,6 +396,8 @@ class ActorLifecycle {
   private enter(state: ActorState): void {
     if (this.m.state !== state) wf.log.info('actor state', { from: this.m.state, to: state, generation: this.m.generation });
     this.m.state = state;
+    // Off a runner, the actor has none: the UI's RunnerId and details say so, as the registry does.
+    if (state === 'allocating' || state === 'sleeping' || state === 'backoff' || state === 'destroyed') this.m.runnerId = null;
     this.publish();
   }
 

@@ -24,6 +24,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** `host:port` of the run's Temporal dev server. */
     temporalAddress: string;
+    /** Base URL of that server's Web UI (`http://127.0.0.1:<port>`), for the browser test. */
+    temporalUiUrl: string;
     temporalCliPath: string;
     /** A superuser URL of the run's Postgres server; test files create their databases on it. */
     adminDatabaseUrl: string;
@@ -55,17 +57,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
     const temporalCliPath = await resolveTemporalCli({ install: false });
     // In parallel; each registers its cleanup as soon as it has started.
-    const [temporalAddress, adminDatabaseUrl, workflowBundlePath] = await allSettledOrThrow([
+    const [temporalServer, adminDatabaseUrl, workflowBundlePath] = await allSettledOrThrow([
       startTemporalDevServer({
         cliPath: temporalCliPath,
-        uiPort: null,
+        // No uiPort: the Web UI on a free port, which test/temporal-ui.test.ts checks in a browser.
         dbFile: join(stateDir, 'temporal.db'),
         // Continue-as-new is suggested after a few generations instead of thousands of events,
         // so every test whose actor lives a while crosses a run boundary.
         dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': CONTINUE_AS_NEW_AFTER_EVENTS },
       }).then((server) => {
         cleanups.push(server.stop);
-        return server.address;
+        return server;
       }),
       config.databaseUrl
         ? Promise.resolve(config.databaseUrl)
@@ -76,7 +78,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       writeWorkflowBundle(join(stateDir, 'workflow-bundle.js')),
     ]);
 
-    project.provide('temporalAddress', temporalAddress);
+    if (temporalServer.uiUrl === null) throw new Error('the Temporal dev server was started without its Web UI');
+    project.provide('temporalAddress', temporalServer.address);
+    project.provide('temporalUiUrl', temporalServer.uiUrl);
     project.provide('temporalCliPath', temporalCliPath);
     project.provide('adminDatabaseUrl', adminDatabaseUrl);
     project.provide('workflowBundlePath', workflowBundlePath);
