@@ -63,6 +63,9 @@ const envSchema = z.object({
   DORMOUSE_WORKER_SHUTDOWN_GRACE_MS: ms(10 * SECOND),
 });
 
+/** Every environment variable Dormouse reads (the Docker fleet's test checks its files against it). */
+export const CONFIG_ENV_KEYS: readonly string[] = Object.keys(envSchema.shape);
+
 export interface Timing {
   hibernationThresholdMs: number;
   gatewayHeartbeatMs: number;
