@@ -14,6 +14,11 @@ export async function registerGateway(db: Queryable, gatewayId: string, address:
   );
 }
 
+/** The address a gateway serves on, once it knows the port it bound. */
+export async function setGatewayAddress(db: Queryable, gatewayId: string, address: string): Promise<void> {
+  await db.query('UPDATE gateways SET address = $2 WHERE gateway_id = $1', [gatewayId, address]);
+}
+
 /**
  * The gateway heartbeat: one UPDATE per gateway per tick, however many hibernating sockets it
  * holds. It keeps every one of the gateway's `hibernating_requests` rows live (DESIGN §3).

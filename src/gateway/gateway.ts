@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { requireGatewayTokens, type Config } from '../config.js';
 import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL, parseActorStateNotice } from '../db/channels.js';
-import { unregisterGateway, registerGateway } from '../db/gateways.js';
+import { registerGateway, setGatewayAddress, unregisterGateway } from '../db/gateways.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -91,11 +91,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
+  // Registered before it listens: registering clears rows left under this id, which must not
+  // catch a socket accepted in between.
+  await registerGateway(db, gatewayId, config.gateway.url);
   await app.listen({ host: config.gateway.host, port: config.gateway.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.gateway.port;
   const url = `http://${config.gateway.host}:${port}`;
-  await registerGateway(db, gatewayId, url);
+  if (url !== config.gateway.url) await setGatewayAddress(db, gatewayId, url);
   const heartbeat = new GatewayHeartbeat(db, gatewayId, url, config.timing, log, () => sockets.abandonHibernatable());
 
   return {
