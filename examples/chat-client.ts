@@ -40,7 +40,14 @@ function connect(actorId: string): void {
     const { seq, from, text } = JSON.parse(data.toString()) as { seq: number; from: string; text: string };
     console.log(`#${seq} ${from}: ${text}`);
   });
-  input.on('line', (line) => ws.readyState === WebSocket.OPEN && line.trim() && ws.send(line));
+  // Lines typed (or piped) before the socket opens wait for it instead of being lost.
+  const early: string[] = [];
+  ws.on('open', () => early.splice(0).forEach((line) => ws.send(line)));
+  input.on('line', (line) => {
+    if (!line.trim()) return;
+    if (ws.readyState === WebSocket.OPEN) ws.send(line);
+    else early.push(line);
+  });
   input.on('close', () => ws.close(1000, 'bye'));
   ws.on('close', (code, reason) => {
     input.close();

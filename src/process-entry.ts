@@ -5,6 +5,40 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+
+/** A long-running part (worker, gateway) as its entry script sees it. */
+export interface Service {
+  /** Settles if the service stops by itself; rejects if it failed. */
+  done?: Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a service from the environment until SIGINT or SIGTERM (or until it stops by itself),
+ * then stops it. Its failure, a bad configuration included, goes to the same pino stream as
+ * everything else, so that whoever collects the logs sees why it died. Resolves with the exit code.
+ */
+export async function runService(component: string, start: (config: Config, log: Logger) => Promise<Service>): Promise<number> {
+  // Made before the configuration is read, so that a bad configuration is logged like any failure.
+  const log = createLogger(component, 'info');
+  try {
+    const config = loadConfig();
+    log.level = config.logLevel;
+    const service = await start(config, log);
+    const signal = await Promise.race([shutdownSignal(), service.done ?? new Promise<never>(() => undefined)]);
+    if (typeof signal === 'string') {
+      log.info({ signal }, 'shutting down');
+      await service.stop();
+    }
+    log.info('stopped');
+    return 0;
+  } catch (err) {
+    log.fatal({ err }, `${component} failed`);
+    return 1;
+  }
+}
 
 /**
  * Runs `run` when the module at `moduleUrl` is the script Node was started with, then exits with

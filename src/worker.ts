@@ -8,11 +8,11 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@tempo
 import type { LogLevel, LogMetadata } from '@temporalio/common';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type Faults } from './activities/index.js';
-import { loadConfig, type Config } from './config.js';
+import type { Config } from './config.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
-import { createLogger, type Logger } from './log.js';
-import { runIfEntryScript, shutdownSignal } from './process-entry.js';
+import type { Logger } from './log.js';
+import { runIfEntryScript, runService } from './process-entry.js';
 import { WORKFLOWS_PATH } from './workflow-bundle.js';
 import { REAPER_WORKFLOW_ID, type ReaperInput } from './workflows/reaper.js';
 
@@ -100,31 +100,13 @@ export function installSdkRuntime(log: Logger, metricsAddress?: string): void {
   if (metricsAddress) log.info({ metricsAddress }, 'Temporal SDK metrics served on /metrics');
 }
 
-/**
- * One worker from the environment until SIGINT or SIGTERM: what `tsx src/worker.ts` and
- * `dormouse worker` run. Its failure goes to the same pino stream as everything else, so that
- * whoever collects the logs sees why a worker died. Resolves with the process's exit code.
- */
-export async function runWorkerProcess(): Promise<number> {
-  // Made before the configuration is read, so that a bad configuration is logged like any failure.
-  const log = createLogger('worker', 'info');
-  try {
-    const config = loadConfig();
-    log.level = config.logLevel;
+/** One worker from the environment until SIGINT or SIGTERM: `tsx src/worker.ts`, `dormouse worker`. */
+export function runWorkerProcess(): Promise<number> {
+  return runService('worker', async (config, log) => {
     installSdkRuntime(log, config.worker.metricsAddress);
     const worker = await startWorker(config, log);
-    // Until a signal, or until the worker stops by itself (done rejects if it failed).
-    const signal = await Promise.race([shutdownSignal(), worker.done]);
-    if (signal) {
-      log.info({ signal }, 'shutting down');
-      await worker.shutdown();
-    }
-    log.info('stopped');
-    return 0;
-  } catch (err) {
-    log.fatal({ err }, 'worker failed');
-    return 1;
-  }
+    return { done: worker.done, stop: () => worker.shutdown() };
+  });
 }
 
 runIfEntryScript(import.meta.url, runWorkerProcess);

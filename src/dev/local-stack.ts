@@ -214,7 +214,7 @@ async function startPostgres(options: LocalStackOptions, dirs: Directories, runn
   const dataDir = join(dirs.stateDir, 'postgres');
   const server = await startEmbeddedPostgres({ dataDir, port, persistent: dirs.scratch === undefined });
   running.postgres = { what: 'stopping Postgres', run: server.stop };
-  options.log.info(`embedded Postgres on port ${port} (data in ${dataDir}, log in ${server.logFile})`);
+  options.log.info(`embedded Postgres on port ${port} (data in ${server.dataDir}, log in ${server.logFile})`);
   return server.url;
 }
 

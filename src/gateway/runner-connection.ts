@@ -268,7 +268,8 @@ export class RunnerConnection implements TunnelRunner {
     const generations = [...new Set(batch.map((e) => e.generation))];
     const allowed = new Set<number>();
     for (const generation of generations) {
-      if (await hosts(this.deps.db, this.runnerId, actorId, generation)) allowed.add(generation);
+      // The start this connection delivered is proof enough; the registry answers for the rest.
+      if (this.startedHere(actorId, generation) || (await hosts(this.deps.db, this.runnerId, actorId, generation))) allowed.add(generation);
       else this.log.warn({ actorId, generation }, 'events for an actor generation this runner does not host; dropped');
     }
     return batch.filter((e) => allowed.has(e.generation));

@@ -98,7 +98,7 @@ export class ActorInstance {
     return { actorId: this.actorId, generation: this.generation };
   }
 
-  /** Serving requests and messages: running, or still finishing queued work while stopping. */
+  /** Taking new requests and messages (work queued before a stop still finishes). */
   get isRunning(): boolean {
     return this.phase === 'running';
   }
