@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import type { LocalStack } from '../src/dev/local-stack.js';
+import type { LocalStack } from '../dev/local-stack.js';
 import { writeWorkflowBundle } from '../src/workflow-bundle.js';
 import type { baselineWorkflow } from './baseline-workflow.js';
 

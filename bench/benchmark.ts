@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, type Command, type OptionValues } from 'commander';
 import { loadConfig } from '../src/config.js';
-import { startLocalStack, type LocalStack } from '../src/dev/local-stack.js';
+import { startLocalStack, type LocalStack } from '../dev/local-stack.js';
 import type { Logger } from '../src/log.js';
 
 /** One line of a benchmark's output (stdout, JSON): a measured latency and its baseline. */

@@ -15,9 +15,9 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { freePort } from '../src/dev/free-port.js';
-import { waitFor } from '../src/dev/wait.js';
-import type { LocalStack } from '../src/dev/local-stack.js';
+import { freePort } from '../dev/free-port.js';
+import { waitFor } from '../dev/wait.js';
+import type { LocalStack } from '../dev/local-stack.js';
 import { retainedBytes } from './inspector.js';
 import { declareStackFlags, withBenchStack, type BenchContext, type Benchmark, type QuantityFigure, type StackFlags } from './benchmark.js';
 

@@ -7,9 +7,9 @@
  */
 import { Command, CommanderError, type OptionValues } from 'commander';
 import { loadConfig } from '../src/config.js';
-import { prettyLogger } from '../src/dev/pretty-log.js';
-import { onShutdownSignal } from '../src/dev/shutdown-signal.js';
-import { errorMessage } from '../src/dev/wait.js';
+import { prettyLogger } from '../dev/pretty-log.js';
+import { onShutdownSignal } from '../dev/shutdown-signal.js';
+import { errorMessage } from '../src/errors.js';
 import type { Benchmark, Figure } from './benchmark.js';
 import { coldStart } from './cold-start.js';
 import { hibernatingSockets } from './hibernating-sockets.js';

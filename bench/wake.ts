@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import WebSocket from 'ws';
-import { waitFor } from '../src/dev/wait.js';
+import { waitFor } from '../dev/wait.js';
 import {
   declareSampleFlags,
   declareStackFlags,

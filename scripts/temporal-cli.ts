@@ -1,11 +1,11 @@
 /**
  * `tsx scripts/temporal-cli.ts [--install]`: prints the path of the Temporal CLI the project
- * uses (see src/dev/temporal-cli.ts). With --install (the npm postinstall step) it installs the
+ * uses (see dev/temporal-cli.ts). With --install (the npm postinstall step) it installs the
  * CLI into .tools/ when none is found; failing to do so is a warning, not a failed `npm install`:
  * the tests then say what is missing.
  */
-import { errorMessage } from '../src/dev/wait.js';
-import { resolveTemporalCli } from '../src/dev/temporal-cli.js';
+import { errorMessage } from '../src/errors.js';
+import { resolveTemporalCli } from '../dev/temporal-cli.js';
 
 const USAGE = 'usage: tsx scripts/temporal-cli.ts [--install]';
 

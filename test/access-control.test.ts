@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ReadinessError } from '../src/dev/processes.js';
+import { ReadinessError } from '../dev/processes.js';
 import { createLogger } from '../src/log.js';
 import { PROTOCOL_VERSION, RunnerCloseCode, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
 import { createRunner } from '../src/runner/index.js';

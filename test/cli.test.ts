@@ -6,10 +6,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { runCommand, type CommandResult } from '../src/dev/exec.js';
-import { freePort } from '../src/dev/free-port.js';
-import { databaseUrl } from '../src/dev/postgres.js';
-import { errorMessage, within } from '../src/dev/wait.js';
+import { runCommand, type CommandResult } from '../dev/exec.js';
+import { freePort } from '../dev/free-port.js';
+import { databaseUrl } from '../dev/postgres.js';
+import { errorMessage } from '../src/errors.js';
+import { within } from '../dev/wait.js';
 import { createActor, waitForActor, type Api } from './harness/actors.js';
 import { actorsApi, type ActorView } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';

@@ -4,7 +4,7 @@
  * And the workers' own Temporal metrics from the SDK's exporter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../src/dev/free-port.js';
+import { freePort } from '../dev/free-port.js';
 import { actorRequest, createActor, waitForActor, type Api } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import type { Faults } from '../src/activities/index.js';
 import { loadConfig } from '../src/config.js';
-import type { NodeProcess } from '../src/dev/processes.js';
+import type { NodeProcess } from '../dev/processes.js';
 import { createLogger } from '../src/log.js';
 import type { HibernatingRequestRef } from '../src/protocol/runner-protocol.js';
 import { installSdkRuntime, startWorker, type RunningWorker } from '../src/worker.js';

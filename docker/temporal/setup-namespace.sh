@@ -2,7 +2,7 @@
 # Waits for the Temporal frontend, creates the namespace unless it exists and registers
 # Dormouse's search attributes in it, with the `temporal` CLI of the temporalio/admin-tools
 # image. The `temporal-setup` one-shot of docker-compose.yml: Dormouse's processes start once it
-# has exited 0. Idempotent; it mirrors ensureNamespace in src/dev/temporal-server.ts.
+# has exited 0. Idempotent; it mirrors ensureNamespace in dev/temporal-server.ts.
 #
 #   setup-namespace.sh NAME=TYPE...      e.g. ActorName=Keyword ActorGeneration=Int
 #

@@ -11,7 +11,7 @@ import proto from '@temporalio/proto';
 import pg from 'pg';
 import { loadConfig, type Config } from '../config.js';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../db/migrate.js';
-import { errorMessage } from '../dev/wait.js';
+import { errorMessage } from '../errors.js';
 import { ACTOR_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
 import { printJson } from './output.js';
 

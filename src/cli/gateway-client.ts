@@ -6,7 +6,7 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { errorMessage } from '../dev/wait.js';
+import { errorMessage } from '../errors.js';
 
 /** Long enough for a create while Temporal is slow; a gateway that hangs must not hang the CLI. */
 const REQUEST_TIMEOUT_MS = 30_000;

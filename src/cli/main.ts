@@ -2,7 +2,7 @@
  * `dormouse`, the command line (bin/dormouse.mjs runs this file; so does
  * `node --import tsx src/cli/main.ts`):
  *
- *   dev | worker | gateway                        long-running: the dev stack, one worker, one gateway
+ *   worker | gateway                              long-running: one worker, one gateway
  *   actors create|get|list|destroy|sleep|wake     the gateway's management API
  *   ws <actorId> [path]                           an interactive WebSocket to an actor
  *   doctor                                        is this installation ready?
@@ -13,7 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
-import { errorMessage } from '../dev/wait.js';
+import { errorMessage } from '../errors.js';
 import { registerActorCommands } from './actors.js';
 import { registerWsCommand } from './ws.js';
 
@@ -40,12 +40,6 @@ function buildProgram(): Command {
 
 /** The long-running commands; each runs exactly what its own entry script runs. */
 function registerProcessCommands(program: Command): void {
-  program
-    .command('dev')
-    .description('run the whole stack on this machine, like `npm start` (Ctrl-C stops it)')
-    .action(async () => {
-      process.exitCode = await (await import('./dev.js')).runDevStack();
-    });
   program
     .command('worker')
     .description('run one worker from the environment (DATABASE_URL, TEMPORAL_ADDRESS, ...)')

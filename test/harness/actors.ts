@@ -1,6 +1,6 @@
 /** Helpers for tests that drive actors through the gateway and read what the runners did. */
 import { readFile } from 'node:fs/promises';
-import type { NodeProcess } from '../../src/dev/processes.js';
+import type { NodeProcess } from '../../dev/processes.js';
 import type { RunnerCommand } from '../../src/protocol/runner-protocol.js';
 import { actorsApi, type ActorView, type CrashPolicy } from './http.js';
 import { waitFor } from './wait.js';

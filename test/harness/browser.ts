@@ -9,7 +9,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
-import { within } from '../../src/dev/wait.js';
+import { within } from '../../dev/wait.js';
 
 export const DEFAULT_CHROMIUM_PATH = '/usr/bin/chromium';
 const LAUNCH_TIMEOUT_MS = 30_000;

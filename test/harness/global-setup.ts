@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../src/config.js';
-import { startEmbeddedPostgres } from '../../src/dev/postgres.js';
-import { resolveTemporalCli } from '../../src/dev/temporal-cli.js';
-import { startTemporalDevServer } from '../../src/dev/temporal-server.js';
-import { scratchDirectories } from '../../src/dev/scratch-dirs.js';
-import { allSettledOrThrow } from '../../src/dev/wait.js';
+import { startEmbeddedPostgres } from '../../dev/postgres.js';
+import { resolveTemporalCli } from '../../dev/temporal-cli.js';
+import { startTemporalDevServer } from '../../dev/temporal-server.js';
+import { scratchDirectories } from '../../dev/scratch-dirs.js';
+import { allSettledOrThrow } from '../../dev/wait.js';
 import { writeWorkflowBundle } from '../../src/workflow-bundle.js';
 
 /** The test server suggests continue-as-new past this many history events (production: thousands). */

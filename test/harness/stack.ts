@@ -15,11 +15,11 @@ import { Client, Connection } from '@temporalio/client';
 import { inject } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool, type Db } from '../../src/db/pool.js';
-import { freePort } from '../../src/dev/free-port.js';
-import { createDatabase, databaseUrl, dropDatabase } from '../../src/dev/postgres.js';
-import { startNodeProcess, type NodeProcess } from '../../src/dev/processes.js';
-import { ensureNamespace } from '../../src/dev/temporal-server.js';
-import { allSettledOrThrow } from '../../src/dev/wait.js';
+import { freePort } from '../../dev/free-port.js';
+import { createDatabase, databaseUrl, dropDatabase } from '../../dev/postgres.js';
+import { startNodeProcess, type NodeProcess } from '../../dev/processes.js';
+import { ensureNamespace } from '../../dev/temporal-server.js';
+import { allSettledOrThrow } from '../../dev/wait.js';
 import { createLogger } from '../../src/log.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

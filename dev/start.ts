@@ -1,22 +1,22 @@
 /**
- * `npm start` and `dormouse dev`: the whole Dormouse stack on this machine (DESIGN §6). Postgres
+ * `npm start`: the whole Dormouse stack on this machine (DESIGN §6). Postgres
  * (DATABASE_URL, or an embedded one keeping its data in .data/postgres), Temporal
  * (TEMPORAL_ADDRESS, or the CLI's dev server keeping its state in .data/temporal.db, UI on
  * :8233), two workers, the gateway and two runners hosting the demo actors
- * (src/dev/local-stack.ts brings them up). Ctrl-C stops everything, newest first.
+ * (dev/local-stack.ts brings them up). Ctrl-C stops everything, newest first.
  *
  * A development tool, not part of the product: it may use dev dependencies (pino-pretty).
  */
 import { fileURLToPath } from 'node:url';
 import PinoPretty from 'pino-pretty';
-import { loadConfig } from '../config.js';
-import { startLocalStack, type LocalStack } from '../dev/local-stack.js';
-import { prettyLogger } from '../dev/pretty-log.js';
-import { onShutdownSignal } from '../dev/shutdown-signal.js';
-import { errorMessage } from '../dev/wait.js';
-import { runIfEntryScript } from '../process-entry.js';
+import { loadConfig } from '../src/config.js';
+import { startLocalStack, type LocalStack } from './local-stack.js';
+import { prettyLogger } from './pretty-log.js';
+import { onShutdownSignal } from './shutdown-signal.js';
+import { errorMessage } from '../src/errors.js';
+import { runIfEntryScript } from '../src/process-entry.js';
 
-const DATA_DIR = fileURLToPath(new URL('../../.data', import.meta.url));
+const DATA_DIR = fileURLToPath(new URL('../.data', import.meta.url));
 const WORKERS = 2;
 const RUNNERS = 2;
 

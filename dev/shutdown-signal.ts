@@ -2,7 +2,7 @@
  * Ctrl-C handling for the long-running dev tools (`npm start`, `npm run bench`), which must stop
  * the processes they started, in order, before they exit.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from '../src/log.js';
 
 /**
  * One Ctrl-C in a terminal arrives two or three times within a few tens of milliseconds: from
@@ -13,7 +13,7 @@ const REPEAT_WINDOW_MS = 1_000;
 /**
  * The first SIGINT/SIGTERM aborts the returned signal (start-up stops at its next step, then
  * everything is stopped in order); a later one exits at once, and the exit handlers of
- * src/dev/processes.ts kill what still runs.
+ * dev/processes.ts kill what still runs.
  */
 export function onShutdownSignal(log: Logger): AbortSignal {
   const controller = new AbortController();

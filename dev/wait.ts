@@ -3,6 +3,7 @@
  * with other processes. A bare sleep either wastes time or is too short on a slow machine.
  */
 import { setTimeout as delay } from 'node:timers/promises';
+import { errorMessage } from '../src/errors.js';
 
 export interface WaitOptions {
   /** Give up after this long. */
@@ -51,10 +52,6 @@ export async function waitFor<T>(
       signal?.throwIfAborted();
     }
   }
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**

@@ -5,7 +5,7 @@
 import { isatty } from 'node:tty';
 import { pino, type Logger } from 'pino';
 import PinoPretty from 'pino-pretty';
-import type { Config } from '../config.js';
+import type { Config } from '../src/config.js';
 
 /** A logger writing readable lines to stdout (1) or stderr (2), in colour on a terminal. */
 export function prettyLogger(level: Config['logLevel'], fd: 1 | 2): Logger {

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { describeFailure, runCommand, type CommandResult } from './exec.js';
 import { freePort } from './free-port.js';
 import { describeExit, killOnExit, signalProcess, type ProcessExit } from './processes.js';
-import { ACTOR_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { ACTOR_SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes.js';
 import { waitFor, within } from './wait.js';
 
 const HOST = '127.0.0.1';

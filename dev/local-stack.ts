@@ -1,7 +1,7 @@
 /**
  * A whole Dormouse stack on this machine (DESIGN §2), brought up in one call: Postgres, Temporal,
  * the workflow bundle, workers, the gateway and runners. Two callers: `npm start`
- * (src/cli/dev.ts: persistent data, well-known ports, the Temporal UI, output printed) and the
+ * (dev/start.ts: persistent data, well-known ports, the Temporal UI, output printed) and the
  * benchmarks (bench/: a throwaway directory, free ports, headless, output only in log files).
  * The tests have their own harness (test/harness), which shares one pair of servers among stacks.
  *
@@ -17,19 +17,20 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../config.js';
-import { migrate } from '../db/migrate.js';
-import type { Logger } from '../log.js';
-import { writeWorkflowBundle } from '../workflow-bundle.js';
+import type { Config } from '../src/config.js';
+import { migrate } from '../src/db/migrate.js';
+import type { Logger } from '../src/log.js';
+import { writeWorkflowBundle } from '../src/workflow-bundle.js';
 import { freePort, isPortFree, preferredOrFreePort } from './free-port.js';
 import { createDatabase, databaseUrl as databaseUrlOf, dropDatabase, startEmbeddedPostgres } from './postgres.js';
 import { describeExit, startNodeProcess, type NodeProcess } from './processes.js';
 import { scratchDirectories } from './scratch-dirs.js';
 import { resolveTemporalCli } from './temporal-cli.js';
 import { deleteNamespace, ensureNamespace, startTemporalDevServer } from './temporal-server.js';
-import { allSettledOrThrow, errorMessage, within } from './wait.js';
+import { errorMessage } from '../src/errors.js';
+import { allSettledOrThrow, within } from './wait.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const WORKER_SCRIPT = join(ROOT, 'src/worker.ts');
 const GATEWAY_SCRIPT = join(ROOT, 'src/gateway/main.ts');
 const DEMO_RUNNER_SCRIPT = join(ROOT, 'examples/runner.ts');
@@ -73,7 +74,7 @@ export interface LocalStackOptions {
 export interface ExtraProcessOptions {
   /** Also names its log file, `<logDir>/<name>.log`. */
   name: string;
-  /** Absolute path of its TypeScript entry file; it must log `"msg":"ready"` (src/dev/processes.ts). */
+  /** Absolute path of its TypeScript entry file; it must log `"msg":"ready"` (dev/processes.ts). */
   script: string;
   /** Added to (and overriding) the stack's environment for this process. */
   env?: Record<string, string>;

@@ -20,7 +20,7 @@ import pg from 'pg';
 import { lastLines } from './exec.js';
 import { freePort } from './free-port.js';
 import { signalOnExit } from './processes.js';
-import { errorMessage } from './wait.js';
+import { errorMessage } from '../src/errors.js';
 
 const USER = 'postgres';
 const PASSWORD = 'postgres';
