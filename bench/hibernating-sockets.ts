@@ -112,8 +112,9 @@ async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext)
   const before = await tableWrites(db);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const after = await tableWrites(db);
-  const byTable = Object.fromEntries([...after].map(([table, n]) => [table, n - (before.get(table) ?? 0)]).filter(([, n]) => n !== 0));
-  const total = Object.values(byTable).reduce((sum: number, n) => sum + (n as number), 0);
+  const changed = [...after].map(([table, n]): [string, number] => [table, n - (before.get(table) ?? 0)]).filter(([, n]) => n !== 0);
+  const byTable = Object.fromEntries(changed);
+  const total = changed.reduce((sum, [, n]) => sum + n, 0);
   context.log.info({ byTable, total, seconds }, 'writes in the window');
   return (total * 60) / seconds;
 }

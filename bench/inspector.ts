@@ -4,6 +4,7 @@
  * memory held outside it (buffers), so that what was allocated and dropped does not count.
  */
 import WebSocket from 'ws';
+import { wsText } from '../src/util/ws-data.js';
 
 export async function retainedBytes(inspectorPort: number): Promise<number> {
   const [target] = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
@@ -32,7 +33,7 @@ function callOver(ws: WebSocket): (method: string, params?: object) => Promise<u
       const id = nextId++;
       const timer = setTimeout(() => reject(new Error(`inspector: ${method} timed out`)), 30_000);
       const onMessage = (data: WebSocket.RawData) => {
-        const message = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: { message: string } };
+        const message = JSON.parse(wsText(data)) as { id?: number; result?: unknown; error?: { message: string } };
         if (message.id !== id) return;
         clearTimeout(timer);
         ws.off('message', onMessage);

@@ -20,6 +20,7 @@ import {
   type StackFlags,
 } from './benchmark.js';
 import { createAndReach } from './cold-start.js';
+import { wsText } from '../src/util/ws-data.js';
 
 type WakeFlags = SampleFlags & StackFlags;
 
@@ -95,7 +96,7 @@ class Room {
       const timer = setTimeout(() => reject(new Error(`no broadcast of "${text}" within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
       this.ws.once('message', (data) => {
         clearTimeout(timer);
-        const { text: echoed } = JSON.parse(data.toString()) as { text: string };
+        const { text: echoed } = JSON.parse(wsText(data)) as { text: string };
         if (echoed === text) resolve();
         else reject(new Error(`expected the broadcast of "${text}", got "${echoed}"`));
       });

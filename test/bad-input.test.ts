@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createLogger } from '../src/log.js';
-import { PROTOCOL_VERSION, RunnerCloseCode, type RunnerToGateway } from '../src/protocol/runner-protocol.js';
+import { RunnerCloseCode, SUPPORTED_PROTOCOL_VERSIONS, type RunnerToGateway } from '../src/protocol/runner-protocol.js';
 import { GatewayLink, type Welcome } from '../src/runner/gateway-link.js';
 import { actorRequest, createActor, type Api } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
@@ -91,7 +91,7 @@ describe('the runner endpoint', () => {
   const connectUrl = () => `${stack.gatewayUrl.replace('http', 'ws')}/runners/connect`;
 
   function hello(runnerId: string, overrides: Partial<Extract<RunnerToGateway, { type: 'hello' }>> = {}) {
-    return { type: 'hello', protocolVersion: PROTOCOL_VERSION, runnerId, name: 'raw', pool: 'default', capacity: 1, actorNames: ['unhosted'], actors: [], ...overrides };
+    return { type: 'hello', protocolVersions: SUPPORTED_PROTOCOL_VERSIONS, runnerId, name: 'raw', pool: 'default', capacity: 1, actorNames: ['unhosted'], actors: [], ...overrides };
   }
 
   /** Opens a raw socket, sends frames in order, and resolves with how the gateway closed it. */
@@ -124,10 +124,31 @@ describe('the runner endpoint', () => {
     expect(closed).toMatchObject({ code: RunnerCloseCode.ProtocolError, reason: 'frame is not valid JSON', welcomed: false });
   });
 
-  it('closes a socket speaking another protocol version, with 4001', async () => {
-    const closed = await exchange([JSON.stringify(hello(randomUUID(), { protocolVersion: 99 }))]);
+  it('closes a socket speaking no protocol version it speaks, with 4001 and both ranges', async () => {
+    const closed = await exchange([JSON.stringify(hello(randomUUID(), { protocolVersions: { min: 98, max: 99 } }))]);
     expect(closed.code).toBe(RunnerCloseCode.UnsupportedVersion);
-    expect(closed.reason).toContain('99');
+    expect(closed.reason).toBe(`runner speaks protocol versions 98 to 99; this gateway speaks ${SUPPORTED_PROTOCOL_VERSIONS.max}`);
+  });
+
+  it('tells a version 1 runner, whose hello named one version, that its version is the problem', async () => {
+    const { protocolVersions: _, ...rest } = hello(randomUUID());
+    const closed = await exchange([JSON.stringify({ ...rest, protocolVersion: 1 })]);
+    expect(closed.code).toBe(RunnerCloseCode.UnsupportedVersion);
+    expect(closed.reason).toContain('runner speaks protocol versions 1;');
+  });
+
+  it('welcomes a runner at the highest version both speak', async () => {
+    const { max } = SUPPORTED_PROTOCOL_VERSIONS;
+    const welcome = await new Promise<{ type: string; protocolVersion: number }>((resolve, reject) => {
+      const ws = new WebSocket(connectUrl());
+      ws.on('open', () => ws.send(JSON.stringify(hello(randomUUID(), { protocolVersions: { min: 1, max: max + 5 } }))));
+      ws.on('message', (data) => {
+        resolve(JSON.parse(data.toString()) as { type: string; protocolVersion: number });
+        ws.close();
+      });
+      ws.on('error', reject);
+    });
+    expect(welcome).toMatchObject({ type: 'welcome', protocolVersion: max });
   });
 
   it('closes a runner that sends a malformed frame after the handshake, with 4000', async () => {

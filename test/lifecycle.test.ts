@@ -174,8 +174,12 @@ describe('an actor', () => {
     const placed = await stack.db.query("SELECT count(*)::int AS n FROM actors WHERE runner_id IS NOT NULL");
     expect(slots.rows[0].n).toBe(placed.rows[0].n);
 
+    // Gone for good, whatever is asked of it: 410 from the tunnel and the management API alike.
     const requestToDestroyed = await actorRequest(stack.gatewayUrl, actor.actorId, '/state');
-    expect(requestToDestroyed.status).toBe(404);
+    expect(requestToDestroyed.status).toBe(410);
+    const wakeDestroyed = await api.wake(actor.actorId);
+    expect(wakeDestroyed.status).toBe(410);
+    expect(wakeDestroyed.body).toMatchObject({ error: { code: 'actor_destroyed' } });
 
     const again = await api.getOrCreate({ name: 'chat', key: 'doomed' });
     expect(again.status).toBe(201);

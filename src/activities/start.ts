@@ -22,7 +22,10 @@ export interface InsertAndSendInput {
 
 export function startActivities({ db, config, log, faults }: ActivityDeps) {
   return {
-    /** Picks a runner with free capacity and bumps the generation; retried while there is none. */
+    /**
+     * Picks a runner with free capacity and bumps the generation; retried while there is none.
+     * A registry that contradicts the workflow fails it for good (InvariantViolation, src/errors.ts).
+     */
     async allocateActor(input: AllocateInput): Promise<{ runnerId: string }> {
       const allocation = await allocateInDb(db, { ...input, runnerLostMs: config.timing.runnerLostMs });
       if (!allocation) {

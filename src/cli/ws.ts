@@ -22,7 +22,6 @@ const STANDARD_CLOSE_CODES: Record<number, string> = {
   1006: 'Abnormal',
   1008: 'PolicyViolation',
   1009: 'MessageTooBig',
-  1011: 'InternalError',
 };
 const CLOSE_CODE_NAMES = new Map<number, string>([
   ...Object.entries(STANDARD_CLOSE_CODES).map(([code, name]): [number, string] => [Number(code), name]),

@@ -1,5 +1,6 @@
 /** Queries on the `actors` registry. The actor workflow is the only writer of state and generation. */
 import type { ActorState, CrashPolicy } from '../workflows/actor-api.js';
+import { InvariantViolation } from '../errors.js';
 import { ACTOR_STATE_CHANNEL, type ActorStateNotice } from './channels.js';
 import { inTransaction, type Db, type Queryable } from './pool.js';
 
@@ -114,7 +115,8 @@ export async function listActors(db: Queryable, filter: { name?: string; key?: s
 /**
  * Chooses a runner for `generation` of an actor and records it. Idempotent for a retried
  * activity: if the actor already holds `generation`, the runner chosen then is returned.
- * Returns null when no live runner hosting this actor's name has free capacity.
+ * Returns null when no live runner hosting this actor's name has free capacity. Throws
+ * InvariantViolation when the row contradicts the workflow (gone, or at a later generation).
  */
 export async function allocateActor(
   db: Db,
@@ -126,10 +128,10 @@ export async function allocateActor(
       [args.actorId],
     );
     const actor = actorRows[0];
-    if (!actor) throw new Error(`actor ${args.actorId} does not exist`);
+    if (!actor) throw new InvariantViolation(`actor ${args.actorId} does not exist`);
     if (actor.generation === args.generation && actor.runner_id) return { runnerId: actor.runner_id };
     if (actor.generation >= args.generation) {
-      throw new Error(`actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`);
+      throw new InvariantViolation(`actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`);
     }
     // Least-loaded live runner that hosts this actor type; SKIP LOCKED lets concurrent
     // allocations pick different runners instead of queueing on one row.
@@ -147,7 +149,7 @@ export async function allocateActor(
     if (actor.runner_id) await releaseSlot(tx, actor.runner_id);
     await tx.query('UPDATE runners SET allocated = allocated + 1 WHERE runner_id = $1', [runner.runner_id]);
     await tx.query(
-      `UPDATE actors SET generation = $2, runner_id = $3, state = 'starting', connectable = false WHERE actor_id = $1`,
+      `UPDATE actors SET generation = $2, runner_id = $3, state = 'starting' WHERE actor_id = $1`,
       [args.actorId, args.generation, runner.runner_id],
     );
     await notifyState(tx, { actorId: args.actorId, state: 'starting', generation: args.generation, runnerId: runner.runner_id });
@@ -169,7 +171,6 @@ export interface StateChange {
   state: Exclude<ActorState, 'destroyed'>;
   crashCount: number;
   lastError: string | null;
-  alarmTs: number | null;
 }
 
 /**
@@ -189,13 +190,10 @@ export async function recordActorState(db: Db, change: StateChange): Promise<voi
     await tx.query(
       `UPDATE actors SET state = $2,
          runner_id = CASE WHEN $3 THEN NULL ELSE runner_id END,
-         connectable = ($2 = 'running'),
          crash_count = $4,
-         last_error = $5::jsonb,
-         sleep_ts = CASE WHEN $2 = 'sleeping' THEN now() ELSE sleep_ts END,
-         alarm_ts = to_timestamp($6::double precision / 1000)
+         last_error = $5::jsonb
        WHERE actor_id = $1`,
-      [change.actorId, change.state, leavesRunner, change.crashCount, JSON.stringify(change.lastError), change.alarmTs],
+      [change.actorId, change.state, leavesRunner, change.crashCount, JSON.stringify(change.lastError)],
     );
     await notifyState(tx, { actorId: change.actorId, state: change.state, generation: change.generation, runnerId: leavesRunner ? null : row.runner_id });
   });
@@ -215,7 +213,7 @@ export async function destroyActor(db: Db, actorId: string, lastError: string | 
     if (!row) return;
     if (row.runner_id) await releaseSlot(tx, row.runner_id);
     await tx.query(
-      `UPDATE actors SET state = 'destroyed', runner_id = NULL, connectable = false, destroyed_at = now(),
+      `UPDATE actors SET state = 'destroyed', runner_id = NULL, destroyed_at = now(),
          last_error = coalesce($2::jsonb, last_error)
        WHERE actor_id = $1`,
       [actorId, lastError === null ? null : JSON.stringify(lastError)],

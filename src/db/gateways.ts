@@ -1,4 +1,5 @@
 /** Queries on the `gateways` table. */
+import { InvariantViolation } from '../errors.js';
 import type { Queryable } from './pool.js';
 
 /**
@@ -22,10 +23,12 @@ export async function setGatewayAddress(db: Queryable, gatewayId: string, addres
 /**
  * The gateway heartbeat: one UPDATE per gateway per tick, however many hibernating sockets it
  * holds. It keeps every one of the gateway's `hibernating_requests` rows live (DESIGN §3).
+ * Throws InvariantViolation once the reaper has forgotten the gateway: beating again cannot
+ * help, registering anew does (gateway/heartbeat.ts).
  */
 export async function heartbeatGateway(db: Queryable, gatewayId: string): Promise<void> {
   const result = await db.query('UPDATE gateways SET last_ping_at = now() WHERE gateway_id = $1', [gatewayId]);
-  if (result.rowCount === 0) throw new Error(`gateway ${gatewayId} is not registered`);
+  if (result.rowCount === 0) throw new InvariantViolation(`gateway ${gatewayId} is not registered`);
 }
 
 /** A clean shutdown: the gateway's rows go with it. */

@@ -4,16 +4,13 @@
  * runner that lost its actor cannot write over its successor.
  */
 import type { KvEntry, KvOp } from '../protocol/runner-protocol.js';
+import { Fenced } from '../errors.js';
 import { inTransaction, type Db } from './pool.js';
 
 export interface KvFence {
   actorId: string;
   runnerId: string;
   generation: number;
-}
-
-export class FenceError extends Error {
-  readonly code = 'fenced';
 }
 
 export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry[]> {
@@ -25,7 +22,7 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
       [fence.actorId, fence.runnerId, fence.generation],
     );
     if (!rowCount) {
-      throw new FenceError(`actor ${fence.actorId} generation ${fence.generation} is not placed on runner ${fence.runnerId}`);
+      throw new Fenced(`actor ${fence.actorId} generation ${fence.generation} is not placed on runner ${fence.runnerId}`);
     }
     switch (op.kind) {
       case 'get': {

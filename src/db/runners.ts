@@ -3,7 +3,6 @@ import type { Queryable } from './pool.js';
 
 export interface RunnerHello {
   runnerId: string;
-  name: string;
   pool: string;
   capacity: number;
   actorNames: string[];
@@ -18,14 +17,14 @@ export interface RunnerHello {
  */
 export async function connectRunner(db: Queryable, hello: RunnerHello): Promise<void> {
   await db.query(
-    `INSERT INTO runners (runner_id, name, pool, actor_names, capacity, protocol_version, gateway_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+    `INSERT INTO runners (runner_id, pool, actor_names, capacity, protocol_version, gateway_id)
+     VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (runner_id) DO UPDATE SET
-       name = excluded.name, pool = excluded.pool, actor_names = excluded.actor_names,
+       pool = excluded.pool, actor_names = excluded.actor_names,
        capacity = excluded.capacity, protocol_version = excluded.protocol_version,
-       gateway_id = excluded.gateway_id, connected_at = now(), last_ping_at = now(), lost_at = NULL, drained_at = NULL,
+       gateway_id = excluded.gateway_id, last_ping_at = now(), lost_at = NULL, drained_at = NULL,
        allocated = (SELECT count(*) FROM actors a WHERE a.runner_id = excluded.runner_id)`,
-    [hello.runnerId, hello.name, hello.pool, hello.actorNames, hello.capacity, hello.protocolVersion, hello.gatewayId],
+    [hello.runnerId, hello.pool, hello.actorNames, hello.capacity, hello.protocolVersion, hello.gatewayId],
   );
 }
 

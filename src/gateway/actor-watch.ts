@@ -6,13 +6,19 @@
 import { getActor, type Actor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
 import type { Queryable } from '../db/pool.js';
-import { HttpError } from './errors.js';
+import { ActorDestroyed, ActorNotFound, ActorUnavailable } from '../errors.js';
+
+/** An actor the registry shows running, and where. */
+export type RunningActor = Actor & { runnerId: string };
 
 export interface WaitOptions {
   /** Absolute Date.now() deadline. */
   deadline: number;
-  /** Wakes the actor; called at most once per wait, when it is asleep or going to sleep. */
-  wake: () => Promise<void>;
+  /**
+   * Asks for a wake; called on every read that finds the actor asleep, going to sleep, or on a
+   * stale generation. The caller de-duplicates (the Waker).
+   */
+  wake: () => void;
   /** A generation known to be gone (its runner said so): wait for a newer one. */
   staleGeneration?: number;
 }
@@ -38,7 +44,8 @@ export class ActorWatch {
     for (const set of this.waiters.values()) for (const waiter of set) waiter();
   }
 
-  async waitUntilRunning(actorId: string, options: WaitOptions): Promise<Actor & { runnerId: string }> {
+  /** Throws ActorNotFound, ActorDestroyed, or ActorUnavailable at the deadline. */
+  async waitUntilRunning(actorId: string, options: WaitOptions): Promise<RunningActor> {
     // One waiter for the whole wait; the counter tells whether a notice came in since the last read.
     let notices = 0;
     let onNotice: (() => void) | null = null;
@@ -49,21 +56,15 @@ export class ActorWatch {
     const set = this.waiters.get(actorId) ?? new Set();
     set.add(waiter);
     this.waiters.set(actorId, set);
-    // Woken once per sleep observed: a wake that raced the actor falling asleep is sent again.
-    let wokenFrom = '';
     try {
       for (;;) {
         const seen = notices;
         const actor = await getActor(this.db, actorId);
-        if (!actor) throw new HttpError(404, 'actor_not_found', `no actor ${actorId}`);
-        if (actor.state === 'destroyed') throw new HttpError(404, 'actor_destroyed', `actor ${actorId} was destroyed`);
+        if (!actor) throw new ActorNotFound(actorId);
+        if (actor.state === 'destroyed') throw new ActorDestroyed(actorId);
         const stale = options.staleGeneration !== undefined && actor.generation <= options.staleGeneration;
         if (actor.state === 'running' && actor.runnerId && !stale) return { ...actor, runnerId: actor.runnerId };
-        const asleep = `${actor.state}/${actor.generation}`;
-        if (wokenFrom !== asleep && (actor.state === 'sleeping' || actor.state === 'stopping' || stale)) {
-          wokenFrom = asleep;
-          await options.wake();
-        }
+        if (actor.state === 'sleeping' || actor.state === 'stopping' || stale) options.wake();
         if (notices !== seen) continue; // something changed while reading: read again
         const remaining = options.deadline - Date.now();
         const changed =
@@ -76,7 +77,7 @@ export class ActorWatch {
             };
           }));
         onNotice = null;
-        if (!changed) throw new HttpError(503, 'actor_unavailable', `actor ${actorId} did not become ready in time (state ${actor.state})`);
+        if (!changed) throw new ActorUnavailable(`actor ${actorId} did not become ready in time (state ${actor.state})`);
       }
     } finally {
       set.delete(waiter);

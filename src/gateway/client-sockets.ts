@@ -1,58 +1,55 @@
 /**
  * `GET /actors/:actorId/ws/*`: tunnelled client WebSockets, and their hibernation (DESIGN §5).
  *
- * The hub holds every client socket of this gateway. It opens a socket on the actor (waking it),
- * registers hibernatable ones in Postgres the moment the actor accepts them (H1), hibernates them
- * when the actor stops (H7), and when the actor runs again re-attaches those its start restored
- * and offers it the rest (H5, H8). Every way a socket ends deletes its row (H4).
+ * The hub holds every client socket of this gateway. It opens a socket on the actor through the
+ * one route to a running actor (waking it), registers hibernatable ones the moment the actor
+ * accepts them (H1), hibernates them when the actor stops (H7), and when the actor runs again
+ * re-attaches those its start restored and offers it the rest (H5, H8). Every way a socket ends
+ * deletes its row (H4). Runner frames reach it only once the tunnel has checked that the runner
+ * speaks for the socket.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Client } from '@temporalio/client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
 import { getActor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
-import { deleteHibernatingRequest, insertHibernatingRequest } from '../db/hibernating-requests.js';
-import type { Db } from '../db/pool.js';
+import type { Queryable } from '../db/pool.js';
+import { ActorDestroyed, ActorNotFound, ActorUnavailable, BadRequest, DormouseError, InternalError, NotHosted } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
-import type { GatewayToRunner, RunnerToGateway } from '../protocol/runner-protocol.js';
-import { signalActor } from '../temporal-client.js';
-import { wakeSignal } from '../workflows/actor-api.js';
-import type { ActorWatch } from './actor-watch.js';
+import type { GatewayToRunner, RunnerToGateway, RunnerTunnelFrame } from '../protocol/runner-protocol.js';
+import { wsBuffer } from '../util/ws-data.js';
+import type { ActorRouter } from './actor-router.js';
 import { ClientSocket, type OpenOutcome } from './client-socket.js';
-import { HttpError } from './errors.js';
+import type { HibernationRegistry } from './hibernation-registry.js';
 import { rejectUpgrade } from './reject-upgrade.js';
-import type { TunnelRunner, TunnelSink } from './runner-connection.js';
+import type { HeldRequest } from './speaks-for.js';
+import type { Waker } from './wakes.js';
 
 export interface HubDeps {
-  db: Db;
-  client: Client;
+  db: Queryable;
   config: Config;
   log: Logger;
   gatewayId: string;
-  watch: ActorWatch;
-  /** Told of every wake the hub asks for (metrics). */
-  onWake: (actorId: string) => void;
+  router: ActorRouter;
+  waker: Waker;
+  registry: HibernationRegistry;
   /** Sends a frame to a runner connected to this gateway; false if it is not. */
-  sendToRunner(runnerId: string, frame: GatewayToRunner): boolean;
+  sendToRunner: (runnerId: string, frame: GatewayToRunner) => boolean;
 }
 
-type FromRunner = Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMessage' | 'wsClose' | 'wsRestored' }>;
+type Restored = Extract<RunnerToGateway, { type: 'wsRestored' }>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Headers of the client's handshake that are not the actor's business. */
 const HANDSHAKE_HEADERS = /^(connection|upgrade|sec-websocket-.*|content-length|transfer-encoding)$/;
 const TICK_MS = 500;
 
-export class ClientSocketHub implements TunnelSink {
+export class ClientSocketHub {
   private readonly wss: WebSocketServer;
   private readonly sockets = new Map<string, ClientSocket>();
   private readonly byActor = new Map<string, Set<ClientSocket>>();
-  /** Per actor: the last state notice seen, and the one a wake was last sent for. */
-  private readonly lastSeen = new Map<string, string>();
-  private readonly wokenFor = new Map<string, string>();
   private readonly ticker: NodeJS.Timeout;
   private readonly log: Logger;
 
@@ -74,59 +71,55 @@ export class ClientSocketHub implements TunnelSink {
     return { sockets: this.sockets.size, hibernating, pendingBytes };
   }
 
+  /** The socket of that request, as the speaks-for rule sees it. */
+  held(requestId: string): HeldRequest | undefined {
+    return this.sockets.get(requestId);
+  }
+
   // --- Opening ------------------------------------------------------------------------------
 
   /** Upgrades `/actors/:actorId/ws/*`, answering bad ids and unknown actors with a JSON HTTP error. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, actorId: string, path: string): void {
-    if (!UUID.test(actorId)) return rejectUpgrade(socket, 400, 'bad_request', 'actorId must be a UUID');
+    if (!UUID.test(actorId)) return rejectUpgrade(socket, new BadRequest('actorId must be a UUID'));
     getActor(this.deps.db, actorId).then(
       (actor) => {
-        if (!actor) return rejectUpgrade(socket, 404, 'actor_not_found', `no actor ${actorId}`);
-        if (actor.state === 'destroyed') return rejectUpgrade(socket, 404, 'actor_destroyed', `actor ${actorId} was destroyed`);
+        if (!actor) return rejectUpgrade(socket, new ActorNotFound(actorId));
+        if (actor.state === 'destroyed') return rejectUpgrade(socket, new ActorDestroyed(actorId));
         this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, actorId, path, actorHeaders(request)));
       },
       (err: unknown) => {
         this.log.error({ err, actorId }, 'reading the actor for an upgrade failed');
-        rejectUpgrade(socket, 500, 'internal', 'internal error');
+        rejectUpgrade(socket, new InternalError());
       },
     );
   }
 
   private accept(ws: WebSocket, actorId: string, path: string, headers: Record<string, string>): void {
-    const socket = new ClientSocket(actorId, path, headers, ws, { gatewayId: this.deps.gatewayId, sendToRunner: this.deps.sendToRunner, log: this.log }, this.deps.config.gateway);
+    const host = { gatewayId: this.deps.gatewayId, sendToRunner: this.deps.sendToRunner, log: this.log };
+    const socket = new ClientSocket(actorId, path, headers, ws, host, this.deps.config.gateway);
     this.sockets.set(socket.requestId, socket);
     let set = this.byActor.get(actorId);
     if (!set) this.byActor.set(actorId, (set = new Set()));
     set.add(socket);
-    ws.on('message', (data, isBinary) => this.onClientMessage(socket, toBuffer(data), isBinary));
+    ws.on('message', (data, isBinary) => this.onClientMessage(socket, wsBuffer(data), isBinary));
     ws.on('close', (code, reason) => void this.onClientClose(socket, code, reason.toString()));
     ws.on('error', (err) => this.log.debug({ ...ids(socket), err: err.message }, 'client socket error'));
     this.log.debug({ ...ids(socket), path }, 'client socket opened');
     void this.open(socket);
   }
 
-  /** Waits (waking the actor) until it runs, then asks it to accept the connection. */
+  /** Routes the open to the running actor (waking it); a failure closes the client with its code. */
   private async open(socket: ClientSocket): Promise<void> {
-    const deadline = Date.now() + this.deps.config.timing.wakeTimeoutMs;
-    let staleGeneration: number | undefined;
     try {
-      for (;;) {
-        const actor = await this.deps.watch.waitUntilRunning(socket.actorId, {
-          deadline,
-          wake: () => this.wake(socket.actorId, true),
-          ...(staleGeneration === undefined ? {} : { staleGeneration }),
-        });
+      await this.deps.router.route(socket.actorId, 'websocket', async (actor) => {
         if (socket.phase !== 'opening') return; // closed meanwhile, or restored by a start
         const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, false);
-        if (outcome !== 'not_hosted') return;
-        staleGeneration = actor.generation;
-      }
+        if (outcome === 'not_hosted') throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
+      });
     } catch (err) {
       if (socket.phase === 'closed') return;
-      if (err instanceof HttpError && err.code === 'actor_destroyed') return this.closeByGateway(socket, ClientCloseCode.ActorDestroyed, 'actor destroyed');
-      if (err instanceof HttpError && err.code === 'actor_not_found') return this.closeByGateway(socket, ClientCloseCode.ActorNotFound, 'no such actor');
-      if (!(err instanceof HttpError)) socket.log.error({ err }, 'opening a client socket failed');
-      this.closeByGateway(socket, ClientCloseCode.ActorUnavailable, 'actor did not become ready in time');
+      if (!(err instanceof DormouseError)) socket.log.error({ err }, 'opening a client socket failed');
+      this.closeWithError(socket, err instanceof DormouseError ? err : new InternalError());
     }
   }
 
@@ -149,10 +142,7 @@ export class ClientSocketHub implements TunnelSink {
       socket.log.warn({ frames, bytes }, 'pending limit reached; closing the client');
       return this.closeByGateway(socket, ClientCloseCode.TooManyPending, 'too many unacknowledged messages');
     }
-    if (socket.phase === 'hibernating') {
-      socket.wakeDeadline ??= Date.now() + this.deps.config.timing.wakeTimeoutMs;
-      void this.wake(socket.actorId);
-    }
+    if (socket.phase === 'hibernating') this.wakeFor(socket);
   }
 
   /** The client closed: the row goes; the actor hears now if it holds the socket, else at its next start. */
@@ -161,57 +151,35 @@ export class ClientSocketHub implements TunnelSink {
     if (phase === 'closed') return this.forget(socket);
     socket.closeClient(code, reason);
     this.forget(socket);
-    await this.unregister(socket);
+    await this.deps.registry.unregister(socket.requestId, socket.log);
     this.log.debug({ ...ids(socket), code, phase }, 'client closed');
-    if (phase === 'active' || phase === 'opening') this.tellActorClosed(socket, closeCodeForActor(code), reason);
+    if (phase === 'active' || phase === 'opening') socket.tellActorClosed(closeCodeForActor(code), reason);
     // H7: a close during hibernation wakes the actor, whose start reports the disconnect (M\L).
-    if (phase === 'hibernating') void this.wake(socket.actorId);
+    if (phase === 'hibernating') this.deps.waker.wake(socket.actorId, 'websocket');
   }
 
   // --- Runner events ------------------------------------------------------------------------
 
-  /**
-   * A runner speaks only for its own connections: those attached to it, or (for a start's
-   * restore report and the closes it sends while starting) the actor generation whose start this
-   * gateway delivered to it. Anything else is dropped.
-   */
-  fromRunner(runner: TunnelRunner, message: FromRunner): void {
-    const { runnerId } = runner;
-    if (message.type === 'wsRestored') {
-      if (runner.startedHere(message.actorId, message.generation)) return this.onRestored(runnerId, message);
-      return this.refuse(runnerId, message);
-    }
-    const socket = this.sockets.get(message.requestId);
-    if (!socket) {
-      // The client went away before the actor accepted it: the actor must not keep it.
-      if (message.type === 'wsOpenAck' && runner.startedHere(message.actorId, message.generation)) {
-        const { requestId, actorId, generation } = message;
-        this.deps.sendToRunner(runnerId, { type: 'wsClose', requestId, actorId, generation, code: 1001, reason: 'the client went away' });
-      }
-      return;
-    }
-    const attached = socket.runnerId === runnerId;
-    switch (message.type) {
+  /** A frame from the runner the socket is attached to (or from its start), as the tunnel judged. */
+  fromRunner(runnerId: string, frame: RunnerTunnelFrame): void {
+    const socket = this.sockets.get(frame.requestId);
+    if (!socket) return;
+    const { message } = frame;
+    switch (message.kind) {
       case 'wsOpenAck':
-        return attached ? void this.onAccepted(socket, runnerId, message.hibernatable) : this.refuse(runnerId, message);
+        return void this.onAccepted(socket, runnerId, message.hibernatable);
       case 'wsAck':
-        return attached ? socket.acknowledge(message.index) : this.refuse(runnerId, message);
+        return socket.acknowledge(message.index);
       case 'wsMessage':
-        return attached ? socket.deliver(message.data, message.binary) : this.refuse(runnerId, message);
-      case 'wsClose': {
-        const mayClose = socket.actorId === message.actorId && (attached || runner.startedHere(message.actorId, message.generation));
-        return mayClose ? void this.closeByActor(socket, message.code, message.reason) : this.refuse(runnerId, message);
-      }
+        return socket.deliver(message.data, message.binary);
+      case 'wsClose':
+        return void this.closeByActor(socket, message.code, message.reason);
+      case 'notHosted':
+        // An open retries on the next generation; messages stay pending.
+        return socket.settleOpen('not_hosted');
+      case 'httpResponse':
+        return socket.log.debug({ runnerId }, 'an HTTP response for a WebSocket; dropped');
     }
-  }
-
-  private refuse(runnerId: string, message: FromRunner): void {
-    this.log.debug({ runnerId, type: message.type, ...('requestId' in message ? { requestId: message.requestId } : { actorId: message.actorId }) }, 'runner frame for a connection it does not hold; dropped');
-  }
-
-  /** A runner answered `not_hosted` to an open or a message: an open retries; messages stay pending. */
-  notHosted(requestId: string): void {
-    this.sockets.get(requestId)?.settleOpen('not_hosted');
   }
 
   /** A runner (re)connected: whatever its active sockets sent may have been lost with the old socket. */
@@ -226,18 +194,18 @@ export class ClientSocketHub implements TunnelSink {
    */
   private async onAccepted(socket: ClientSocket, runnerId: string, hibernatable: boolean): Promise<void> {
     if (socket.phase !== 'opening') return;
-    socket.hibernatable = hibernatable;
+    socket.acceptedAs(hibernatable);
+    const { registry } = this.deps;
     if (hibernatable) {
       try {
-        await insertHibernatingRequest(this.deps.db, { gatewayId: this.deps.gatewayId, requestId: socket.requestId, actorId: socket.actorId });
-        socket.registered = true;
+        await registry.register(socket.requestId, socket.actorId);
       } catch (err) {
         socket.log.error({ err }, 'registering a hibernatable socket failed');
         return this.closeByGateway(socket, ClientCloseCode.ActorUnavailable, 'could not register the connection');
       }
     }
-    if (socket.phase !== 'opening') return this.unregister(socket); // closed while registering
-    if (!hibernatable && socket.registered) await this.unregister(socket); // an offer taken as ordinary
+    if (socket.phase !== 'opening') return registry.unregister(socket.requestId, socket.log); // closed while registering
+    if (!hibernatable) await registry.unregister(socket.requestId, socket.log); // an offer taken as ordinary
     socket.activate(runnerId, socket.generation, socket.lastAcked);
     socket.settleOpen('accepted');
     this.log.debug({ ...ids(socket), hibernatable, generation: socket.generation }, 'client socket accepted');
@@ -248,32 +216,32 @@ export class ClientSocketHub implements TunnelSink {
    * left off; restored requests this gateway no longer holds are closed toward the actor; this
    * gateway's other sockets for the actor are offered to it (H8).
    */
-  private onRestored(runnerId: string, message: Extract<RunnerToGateway, { type: 'wsRestored' }>): void {
+  onRestored(runnerId: string, message: Restored): void {
+    const { actorId, generation } = message;
     const restored = new Map(message.requests.map((r) => [r.requestId, r.lastIndex]));
-    const sockets = [...(this.byActor.get(message.actorId) ?? [])];
+    const sockets = [...(this.byActor.get(actorId) ?? [])];
     const held = new Set(sockets.map((s) => s.requestId));
     for (const requestId of restored.keys()) {
       if (held.has(requestId)) continue;
       this.deps.sendToRunner(runnerId, {
-        type: 'wsClose',
+        type: 'tunnel',
         requestId,
-        actorId: message.actorId,
-        generation: message.generation,
-        code: 1001,
-        reason: 'the client went away while the actor was stopped',
+        actorId,
+        generation,
+        message: { kind: 'wsClose', code: 1001, reason: 'the client went away while the actor was stopped' },
       });
     }
     for (const socket of sockets) {
-      if (!needsReattach(socket, message.generation)) continue;
+      if (!needsReattach(socket, generation)) continue;
       const lastIndex = restored.get(socket.requestId);
       if (lastIndex !== undefined) {
-        socket.activate(runnerId, message.generation, lastIndex);
-        this.log.debug({ ...ids(socket), generation: message.generation, lastIndex }, 'client socket restored');
+        socket.activate(runnerId, generation, lastIndex);
+        this.log.debug({ ...ids(socket), generation, lastIndex }, 'client socket restored');
       } else {
-        void this.offer(socket, runnerId, message.generation);
+        void this.offer(socket, runnerId, generation);
       }
     }
-    this.log.debug({ actorId: message.actorId, generation: message.generation, restored: restored.size }, 'actor restored connections');
+    this.log.debug({ actorId, generation, restored: restored.size }, 'actor restored connections');
   }
 
   /** H8: a hibernating socket the start did not restore is offered to the running actor. */
@@ -285,7 +253,7 @@ export class ClientSocketHub implements TunnelSink {
   private async closeByActor(socket: ClientSocket, code: number, reason: string): Promise<void> {
     socket.closeClient(code, reason);
     this.forget(socket);
-    await this.unregister(socket);
+    await this.deps.registry.unregister(socket.requestId, socket.log);
     this.log.debug({ ...ids(socket), code, reason }, 'closed by the actor');
   }
 
@@ -295,10 +263,9 @@ export class ClientSocketHub implements TunnelSink {
   onActorState(notice: ActorStateNotice): void {
     const sockets = this.byActor.get(notice.actorId);
     if (!sockets) return;
-    this.lastSeen.set(notice.actorId, `${notice.state}/${notice.generation}`);
     for (const socket of [...sockets]) {
       if (notice.state === 'destroyed') {
-        this.closeByGateway(socket, ClientCloseCode.ActorDestroyed, 'actor destroyed', false);
+        this.closeWithError(socket, new ActorDestroyed(notice.actorId), false);
         continue;
       }
       if (socket.phase === 'active' && actorLeft(socket, notice)) this.onActorStopped(socket);
@@ -315,77 +282,38 @@ export class ClientSocketHub implements TunnelSink {
     socket.hibernate();
     this.log.debug({ ...ids(socket), generation: socket.generation }, 'client socket hibernating');
     // H6: messages the actor had not acknowledged wake it at once.
-    if (socket.hasPending) {
-      socket.wakeDeadline ??= Date.now() + this.deps.config.timing.wakeTimeoutMs;
-      void this.wake(socket.actorId);
-    }
+    if (socket.hasPending) this.wakeFor(socket);
   }
 
-  /**
-   * Signals a wake once per sleep observed, however many messages arrive meanwhile: a burst
-   * sends one signal, and the next sleep (a new state notice) allows the next. `force` is for
-   * an open, whose wait decides for itself when to wake.
-   */
-  private async wake(actorId: string, force = false): Promise<void> {
-    const seen = this.lastSeen.get(actorId) ?? 'unknown';
-    if (!force && this.wokenFor.get(actorId) === seen) return;
-    this.wokenFor.set(actorId, seen);
-    this.deps.onWake(actorId);
-    try {
-      await signalActor(this.deps.client, actorId, wakeSignal);
-    } catch (err) {
-      this.log.warn({ err, actorId }, 'waking the actor failed');
-    }
+  /** A hibernating socket needs its actor: wake it, and give up on it after the wake timeout. */
+  private wakeFor(socket: ClientSocket): void {
+    socket.startWakeClock(Date.now(), this.deps.config.timing.wakeTimeoutMs);
+    this.deps.waker.wake(socket.actorId, 'websocket');
   }
 
   // --- Ending -------------------------------------------------------------------------------
 
+  /** The socket edge of the error model: the client is closed with the error's close code. */
+  private closeWithError(socket: ClientSocket, err: DormouseError, tellActor = true): void {
+    this.closeByGateway(socket, err.closeCode, err.message, tellActor);
+  }
+
   /** The gateway closes a socket (limits, timeouts, destroy, shutdown); the actor hears if it holds it. */
-  private closeByGateway(socket: ClientSocket, code: ClientCloseCode, reason: string, tellActor = true): void {
+  private closeByGateway(socket: ClientSocket, code: number, reason: string, tellActor = true): void {
     if (socket.phase === 'closed') return;
     const phase = socket.phase;
     socket.closeClient(code, reason);
     this.forget(socket);
-    void this.unregister(socket);
-    if (tellActor && phase === 'active') this.tellActorClosed(socket, code, reason);
+    void this.deps.registry.unregister(socket.requestId, socket.log);
+    if (tellActor && phase === 'active') socket.tellActorClosed(code, reason);
     socket.log.info({ code, reason }, 'client socket closed by the gateway');
-  }
-
-  private tellActorClosed(socket: ClientSocket, code: number, reason: string): void {
-    if (!socket.runnerId) return;
-    this.deps.sendToRunner(socket.runnerId, {
-      type: 'wsClose',
-      requestId: socket.requestId,
-      actorId: socket.actorId,
-      generation: socket.generation,
-      code,
-      reason: reason.slice(0, 123),
-    });
-  }
-
-  /** H4: the row goes with the socket. */
-  private async unregister(socket: ClientSocket): Promise<void> {
-    if (!socket.registered) return;
-    socket.registered = false;
-    try {
-      await deleteHibernatingRequest(this.deps.db, this.deps.gatewayId, socket.requestId);
-    } catch (err) {
-      // The reaper's sweep removes it once this gateway is gone; until then it is a closed
-      // request in the snapshot, which the runner closes toward this gateway (L\M) or this
-      // gateway closes toward the actor (onRestored).
-      socket.log.error({ err }, 'deleting the socket row failed');
-    }
   }
 
   private forget(socket: ClientSocket): void {
     this.sockets.delete(socket.requestId);
     const set = this.byActor.get(socket.actorId);
     set?.delete(socket);
-    if (set?.size === 0) {
-      this.byActor.delete(socket.actorId);
-      this.lastSeen.delete(socket.actorId);
-      this.wokenFor.delete(socket.actorId);
-    }
+    if (set?.size === 0) this.byActor.delete(socket.actorId);
   }
 
   /** Acknowledgement and wake timeouts (DESIGN §5 limits). */
@@ -393,10 +321,10 @@ export class ClientSocketHub implements TunnelSink {
     const now = Date.now();
     const { ackTimeoutMs } = this.deps.config.timing;
     for (const socket of [...this.sockets.values()]) {
-      if (socket.phase === 'active' && socket.oldestUnackedMs(now) > ackTimeoutMs) {
+      if (socket.ackOverdue(now, ackTimeoutMs)) {
         this.closeByGateway(socket, ClientCloseCode.AckTimeout, 'the actor did not acknowledge a message in time');
-      } else if (socket.phase === 'hibernating' && socket.wakeDeadline !== null && now > socket.wakeDeadline) {
-        this.closeByGateway(socket, ClientCloseCode.ActorUnavailable, 'the actor did not wake in time');
+      } else if (socket.wakeOverdue(now)) {
+        this.closeWithError(socket, new ActorUnavailable('the actor did not wake in time'));
       }
     }
   }
@@ -440,12 +368,6 @@ function actorHeaders(request: IncomingMessage): Record<string, string> {
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   return out;
-}
-
-function toBuffer(data: WebSocket.RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
 
 /** A socket's ids for a log line, without making it a logger of its own. */

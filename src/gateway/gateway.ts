@@ -4,8 +4,6 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { requireGatewayTokens, type Config } from '../config.js';
 import { ACTOR_STATE_CHANNEL, COMMANDS_CHANNEL, parseActorStateNotice } from '../db/channels.js';
@@ -14,16 +12,14 @@ import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { connectClient } from '../temporal-client.js';
-import { ActorWatch } from './actor-watch.js';
-import { ClientSocketHub } from './client-sockets.js';
 import { GatewayHeartbeat } from './heartbeat.js';
 import { GatewayMetrics } from './metrics.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { registerHttpTunnel } from './http-tunnel.js';
 import { registerManagementApi } from './management-api.js';
 import { NotificationListener } from './notifications.js';
-import { RunnerEndpoint } from './runner-endpoint.js';
 import { RunnerPings } from './runner-pings.js';
+import { Tunnel } from './tunnel.js';
 
 export interface RunningGateway {
   gatewayId: string;
@@ -42,54 +38,33 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   const client = await connectClient(config);
 
   const pings = new RunnerPings(db, gatewayId, config.timing.runnerPingMs, log);
-  const watch = new ActorWatch(db);
-  const sockets = new ClientSocketHub({
+  const metrics = new GatewayMetrics(db);
+  const tunnel = new Tunnel({
     db,
     client,
     config,
     log,
     gatewayId,
-    watch,
-    onWake: (actorId) => metrics.wakeRequested(actorId, 'websocket'),
-    sendToRunner: (runnerId, frame) => {
-      const runner = runners.get(runnerId);
-      if (!runner || runner.isClosed) return false;
-      runner.send(frame);
-      return true;
-    },
+    touch: (runnerId) => pings.touch(runnerId),
+    onWake: (actorId, trigger) => metrics.wakeRequested(actorId, trigger),
   });
-  const runners = new RunnerEndpoint({ db, client, config, log, gatewayId, touch: (id) => pings.touch(id), sockets });
-  const metrics = new GatewayMetrics(db, () => sockets.stats());
-  const listener = new NotificationListener(config.databaseUrl, log, () => {
-    runners.redeliverAll();
-    watch.onReconnect();
-  });
-  listener.on(COMMANDS_CHANNEL, (runnerId) => runners.onCommandsQueued(runnerId));
+  metrics.watchSockets(() => tunnel.stats());
+  const listener = new NotificationListener(config.databaseUrl, log, () => tunnel.onNotificationsLost());
+  listener.on(COMMANDS_CHANNEL, (runnerId) => tunnel.runners.onCommandsQueued(runnerId));
   listener.on(ACTOR_STATE_CHANNEL, (payload) => {
     const notice = parseActorStateNotice(payload);
     if (!notice) return log.warn({ payload }, 'unreadable actor state notice');
-    watch.onNotice(notice);
-    sockets.onActorState(notice);
+    tunnel.onActorState(notice);
     metrics.onNotice(notice);
   });
   await listener.start();
 
   const app = buildApp(config, log);
   registerManagementApi(app, { db, client, config });
-  registerHttpTunnel(app, { client, config, watch, runners, onWake: (actorId) => metrics.wakeRequested(actorId, 'http') });
-  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: runners.connections().length, waiting: watch.waiting, ...sockets.stats() }));
+  registerHttpTunnel(app, { config, tunnel });
+  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: tunnel.runners.connections().length, waiting: tunnel.waiting, ...tunnel.stats() }));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = request.url ?? '/';
-    const { pathname } = new URL(url, 'http://gateway');
-    if (pathname === '/runners/connect') return runners.handleUpgrade(request, socket, head);
-    const tunnel = /^\/actors\/([^/]+)\/ws(?=\/|\?|$)/.exec(url);
-    if (tunnel) {
-      const rest = url.slice(tunnel[0].length);
-      return sockets.handleUpgrade(request, socket, head, tunnel[1]!, rest.startsWith('/') ? rest : `/${rest}`);
-    }
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
+  app.server.on('upgrade', (request, socket, head) => tunnel.handleUpgrade(request, socket, head));
 
   // Registered before it listens: registering clears rows left under this id, which must not
   // catch a socket accepted in between.
@@ -99,7 +74,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   const port = typeof address === 'object' && address ? address.port : config.gateway.port;
   const url = `http://${config.gateway.host}:${port}`;
   if (url !== config.gateway.url) await setGatewayAddress(db, gatewayId, url);
-  const heartbeat = new GatewayHeartbeat(db, gatewayId, url, config.timing, log, () => sockets.abandonHibernatable());
+  const heartbeat = new GatewayHeartbeat(db, gatewayId, url, config.timing, log, () => tunnel.abandonHibernatable());
 
   return {
     gatewayId,
@@ -107,8 +82,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     async close() {
       heartbeat.stop();
       pings.stop();
-      sockets.close();
-      await runners.close();
+      await tunnel.close();
       await app.close();
       await listener.close();
       await pings.flush();

@@ -1,32 +1,23 @@
 /**
- * `ANY /actors/:actorId/http/*`: tunnels a request to the actor's request handler on its runner.
- * A sleeping actor is woken and waited for (bounded by the wake timeout); a runner that answers
- * "not hosted" (the actor stopped meanwhile) makes the gateway wait for the next generation.
+ * `ANY /actors/:actorId/http/*`: tunnels a request to the actor's request handler on its runner,
+ * through the tunnel's one route to a running actor (a sleeping actor is woken and waited for,
+ * bounded by the wake timeout). What fails leaves as a catalog error through the error handler.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Client } from '@temporalio/client';
 import type { Config } from '../config.js';
-import { signalActor } from '../temporal-client.js';
-import { wakeSignal } from '../workflows/actor-api.js';
-import type { ActorWatch } from './actor-watch.js';
-import { HttpError } from './errors.js';
+import type { TunnelledResponse } from './http-exchanges.js';
 import { parseActorId } from './management-api.js';
-import { NotHostedError, type TunnelledResponse } from './runner-connection.js';
-import type { RunnerEndpoint } from './runner-endpoint.js';
+import type { Tunnel } from './tunnel.js';
 
-export interface TunnelDeps {
-  client: Client;
+export interface HttpTunnelDeps {
   config: Config;
-  watch: ActorWatch;
-  runners: RunnerEndpoint;
-  /** Told of every wake a request asks for (metrics). */
-  onWake: (actorId: string) => void;
+  tunnel: Pick<Tunnel, 'request'>;
 }
 
 // Connection-level headers belong to one hop; they are not forwarded either way.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length']);
 
-export function registerHttpTunnel(app: FastifyInstance, deps: TunnelDeps): void {
+export function registerHttpTunnel(app: FastifyInstance, deps: HttpTunnelDeps): void {
   // Tunnelled bodies are opaque bytes, whatever their content type.
   app.register(async (tunnel) => {
     tunnel.removeAllContentTypeParsers();
@@ -39,42 +30,15 @@ export function registerHttpTunnel(app: FastifyInstance, deps: TunnelDeps): void
   });
 }
 
-async function tunnelRequest(request: FastifyRequest, reply: FastifyReply, deps: TunnelDeps): Promise<FastifyReply> {
+async function tunnelRequest(request: FastifyRequest, reply: FastifyReply, deps: HttpTunnelDeps): Promise<FastifyReply> {
   const actorId = parseActorId({ actorId: (request.params as { actorId: string }).actorId });
-  const path = actorPath(request.url, actorId);
-  const deadline = Date.now() + deps.config.timing.wakeTimeoutMs;
-  const wake = async () => {
-    deps.onWake(actorId);
-    await signalActor(deps.client, actorId, wakeSignal);
-  };
-  let staleGeneration: number | undefined;
-
-  for (;;) {
-    const actor = await deps.watch.waitUntilRunning(actorId, { deadline, wake, ...(staleGeneration === undefined ? {} : { staleGeneration }) });
-    const runner = deps.runners.get(actor.runnerId);
-    if (!runner) throw new HttpError(503, 'runner_unreachable', `actor ${actorId} runs on a runner not connected to this gateway`);
-    try {
-      const response = await runner.httpRequest(
-        {
-          actorId,
-          generation: actor.generation,
-          method: request.method,
-          path,
-          headers: forwardableHeaders(request.headers),
-          body: Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : null,
-        },
-        deps.config.gateway.requestTimeoutMs,
-      );
-      return send(reply, response);
-    } catch (err) {
-      if (err instanceof NotHostedError) {
-        request.log.debug({ actorId, generation: actor.generation }, 'actor not hosted any more; waiting for the next generation');
-        staleGeneration = actor.generation;
-        continue;
-      }
-      throw new HttpError(504, 'actor_timeout', err instanceof Error ? err.message : String(err));
-    }
-  }
+  const response = await deps.tunnel.request(actorId, {
+    method: request.method,
+    path: actorPath(request.url, actorId),
+    headers: forwardableHeaders(request.headers),
+    body: Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : null,
+  });
+  return send(reply, response);
 }
 
 /** The part of the URL after `/actors/:id/http`, query string included; always starts with `/`. */

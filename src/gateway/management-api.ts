@@ -8,13 +8,14 @@ import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
+import { ActorDestroyed, ActorExists, ActorNotFound, BadRequest, TemporalUnavailable, Unauthorized } from '../errors.js';
 import { getActor, getOrCreateActor, insertActor, listActors, type Actor } from '../db/actors.js';
 import type { Db } from '../db/pool.js';
 import { actorName } from '../protocol/runner-protocol.js';
 import { signalActor, startActorWorkflow } from '../temporal-client.js';
 import { CRASH_POLICIES, destroySignal, rescheduleSignal, sleepSignal, wakeSignal } from '../workflows/actor-api.js';
 import { bearerToken, sameToken } from './auth.js';
-import { HttpError, badRequest, zodMessage } from './errors.js';
+import { zodMessage } from './errors.js';
 
 export interface ManagementDeps {
   db: Db;
@@ -33,7 +34,7 @@ const actorParams = z.strictObject({ actorId: z.uuid('actorId must be a UUID') }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value ?? {});
-  if (!result.success) throw badRequest(`invalid ${what}: ${zodMessage(result.error)}`);
+  if (!result.success) throw new BadRequest(`invalid ${what}: ${zodMessage(result.error)}`);
   return result.data;
 }
 
@@ -54,7 +55,7 @@ export function registerManagementApi(app: FastifyInstance, deps: ManagementDeps
       api.addHook('onRequest', async (request) => {
         if (!sameToken(bearerToken(request.headers), adminToken)) {
           request.log.warn({ url: request.url }, 'management request refused: no valid admin token');
-          throw new HttpError(401, 'unauthorized', 'the admin token is required (Authorization: Bearer <token>)');
+          throw new Unauthorized('the admin token is required (Authorization: Bearer <token>)');
         }
       });
     }
@@ -69,7 +70,7 @@ function managementRoutes(app: FastifyInstance, { db, client, config }: Manageme
       await startActorWorkflow(client, config, actor);
     } catch (err) {
       app.log.error({ err, actorId: actor.actorId }, 'starting the actor workflow failed');
-      throw new HttpError(503, 'temporal_unavailable', 'actor registered but its workflow could not be started yet; it will be');
+      throw new TemporalUnavailable('actor registered but its workflow could not be started yet; it will be');
     }
   }
 
@@ -82,7 +83,7 @@ function managementRoutes(app: FastifyInstance, { db, client, config }: Manageme
       input: body.input ?? null,
       crashPolicy: body.crashPolicy ?? 'restart',
     });
-    if (!actor) throw new HttpError(409, 'actor_exists', `an actor ${body.name} with key ${JSON.stringify(body.key)} exists`);
+    if (!actor) throw new ActorExists(`an actor ${body.name} with key ${JSON.stringify(body.key)} exists`);
     await launch(actor);
     request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key }, 'actor created');
     return reply.status(201).send({ actor });
@@ -123,9 +124,9 @@ function managementRoutes(app: FastifyInstance, { db, client, config }: Manageme
   for (const [action, signal] of Object.entries(SIGNALS)) {
     app.post(`/actors/:actorId/${action}`, async (request, reply) => {
       const actorId = parseActorId(request.params);
-      if (!isEmptyBody(request.body)) throw badRequest(`${action} takes no body`);
+      if (!isEmptyBody(request.body)) throw new BadRequest(`${action} takes no body`);
       const actor = await mustGet(db, actorId);
-      if (actor.state === 'destroyed') throw new HttpError(409, 'actor_destroyed', `actor ${actorId} was destroyed`);
+      if (actor.state === 'destroyed') throw new ActorDestroyed(actorId);
       await signalActor(client, actorId, signal);
       request.log.info({ actorId, action }, 'actor signalled');
       return reply.status(202).send({ actor });
@@ -139,6 +140,6 @@ function isEmptyBody(body: unknown): boolean {
 
 async function mustGet(db: Db, actorId: string): Promise<Actor> {
   const actor = await getActor(db, actorId);
-  if (!actor) throw new HttpError(404, 'actor_not_found', `no actor ${actorId}`);
+  if (!actor) throw new ActorNotFound(actorId);
   return actor;
 }

@@ -33,7 +33,7 @@ export class GatewayMetrics {
   private readonly startedAt = new Map<string, { generation: number; at: number }>();
   private readonly wokenAt = new Map<string, { trigger: WakeTrigger; at: number }>();
 
-  constructor(db: Queryable, sockets: () => SocketStats) {
+  constructor(db: Queryable) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.starts = new Counter({ name: 'dormouse_actor_starts_total', help: 'Actor starts that reached running.', registers });
@@ -80,6 +80,11 @@ export class GatewayMetrics {
         this.set(await connectedRunnerCount(db));
       },
     });
+  }
+
+  /** Gauges of the client sockets this gateway holds, read from `sockets` when scraped. */
+  watchSockets(sockets: () => SocketStats): void {
+    const registers = [this.registry];
     const socketGauge = (name: string, help: string, pick: (s: SocketStats) => number) =>
       new Gauge({
         name,

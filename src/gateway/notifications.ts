@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../log.js';
+import { retryWithBackoff } from '../util/backoff.js';
 
 export type NotificationHandler = (payload: string) => void;
 
@@ -51,16 +52,13 @@ export class NotificationListener {
     if (this.closed || this.client !== failed) return;
     this.client = null;
     await failed.end().catch(() => undefined);
-    for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
-      try {
-        this.client = await this.connect();
-        this.log.info('LISTEN connection restored');
-        this.onReconnect();
-        return;
-      } catch (err) {
-        this.log.warn({ err, retryInMs: delay }, 'LISTEN reconnect failed');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    const client = await retryWithBackoff(() => this.connect(), {
+      stopped: () => this.closed,
+      onError: (err, retryInMs) => this.log.warn({ err, retryInMs }, 'LISTEN reconnect failed'),
+    });
+    if (!client) return;
+    this.client = client;
+    this.log.info('LISTEN connection restored');
+    this.onReconnect();
   }
 }

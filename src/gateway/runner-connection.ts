@@ -1,14 +1,14 @@
 /**
  * One connected runner, seen from the gateway: delivers its queued commands, forwards its
  * events to the actor workflows (acknowledging each only once the workflow holds it), serves
- * its KV operations under the generation fence, and carries tunnelled HTTP requests to it.
+ * its KV operations under the generation fence, and hands its tunnel frames to the tunnel.
  */
-import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { WebSocket } from 'ws';
 import type { Config } from '../config.js';
 import { ackCommands, pendingCommands } from '../db/commands.js';
-import { FenceError, runKvOp } from '../db/kv.js';
+import { runKvOp } from '../db/kv.js';
+import { Fenced } from '../errors.js';
 import type { Db } from '../db/pool.js';
 import { disconnectRunner, drainRunner, hosts } from '../db/runners.js';
 import type { Logger } from '../log.js';
@@ -18,23 +18,23 @@ import {
   type EventEnvelope,
   type GatewayToRunner,
   type RunnerToGateway,
+  type RunnerTunnelFrame,
 } from '../protocol/runner-protocol.js';
 import { signalActor } from '../temporal-client.js';
+import { retryWithBackoff } from '../util/backoff.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
+import { wsText } from '../util/ws-data.js';
 import { eventsSignal } from '../workflows/actor-api.js';
 import { closeReason } from '../protocol/close-reason.js';
+import type { SpeakingRunner } from './speaks-for.js';
 
-/** A runner as the client-socket hub sees it: who it is, and which actor starts it was given here. */
-export interface TunnelRunner {
-  readonly runnerId: string;
-  /** Whether this connection delivered the StartActor of that actor generation (the latest one). */
-  startedHere(actorId: string, generation: number): boolean;
-}
-
-/** Where tunnelled WebSocket traffic from runners goes (the client-socket hub). */
+/** Where a runner's tunnel traffic goes, and who hears that it came and went (the tunnel). */
 export interface TunnelSink {
-  fromRunner(runner: TunnelRunner, message: Extract<RunnerToGateway, { type: 'wsOpenAck' | 'wsAck' | 'wsMessage' | 'wsClose' | 'wsRestored' }>): void;
-  notHosted(requestId: string): void;
+  fromRunner(runner: RunnerConnection, frame: RunnerTunnelFrame): void;
+  /** A start's restore report (H5): per actor, not per request. */
+  restored(runner: RunnerConnection, report: Extract<RunnerToGateway, { type: 'wsRestored' }>): void;
   runnerConnected(runnerId: string): void;
+  runnerDisconnected(runner: RunnerConnection): void;
 }
 
 export interface RunnerConnectionDeps {
@@ -45,43 +45,17 @@ export interface RunnerConnectionDeps {
   gatewayId: string;
   /** Records a runner ping; the gateway flushes them to Postgres in one write per tick. */
   touch: (runnerId: string) => void;
-  sockets: TunnelSink;
+  tunnel: TunnelSink;
 }
 
-export interface TunnelledRequest {
-  actorId: string;
-  generation: number;
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: Buffer | null;
-}
-
-export interface TunnelledResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: Buffer | null;
-}
-
-/** The runner does not host that actor (any more): the caller may wait for it and retry. */
-export class NotHostedError extends Error {}
-
-type HttpResponseFrame = Extract<RunnerToGateway, { type: 'httpResponse' }>;
-
-interface PendingHttp {
-  resolve: (response: TunnelledResponse) => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
-export class RunnerConnection implements TunnelRunner {
+export class RunnerConnection implements SpeakingRunner {
   private readonly sent = new Set<string>();
   /** Per actor, the generation whose StartActor this connection delivered last. */
   private readonly started = new Map<string, number>();
   private delivering: Promise<void> | null = null;
   private deliverAgain = false;
-  private readonly pendingHttp = new Map<string, PendingHttp>();
-  private readonly eventChains = new Map<string, Promise<void>>();
+  /** Events go to their workflows in order per actor; actors proceed independently. */
+  private readonly eventQueues = new KeyedQueue();
   private closed = false;
   private lastPingAt = Date.now();
   readonly log: Logger;
@@ -92,7 +66,7 @@ export class RunnerConnection implements TunnelRunner {
     private readonly deps: RunnerConnectionDeps,
   ) {
     this.log = deps.log.child({ runnerId });
-    ws.on('message', (data, isBinary) => this.onFrame(isBinary ? null : data.toString()));
+    ws.on('message', (data, isBinary) => this.onFrame(isBinary ? null : wsText(data)));
   }
 
   get isClosed(): boolean {
@@ -120,11 +94,7 @@ export class RunnerConnection implements TunnelRunner {
   /** Called once the socket has closed, whoever closed it. */
   async onClosed(): Promise<void> {
     this.closed = true;
-    for (const [requestId, pending] of this.pendingHttp) {
-      clearTimeout(pending.timer);
-      pending.reject(new NotHostedError(`runner disconnected before answering request ${requestId}`));
-    }
-    this.pendingHttp.clear();
+    this.deps.tunnel.runnerDisconnected(this);
     await disconnectRunner(this.deps.db, this.runnerId, this.deps.gatewayId);
   }
 
@@ -160,29 +130,6 @@ export class RunnerConnection implements TunnelRunner {
     this.log.debug({ count: fresh.length }, 'commands delivered');
   }
 
-  /** Tunnels one HTTP request to the actor and waits (bounded) for its response. */
-  httpRequest(request: TunnelledRequest, timeoutMs: number): Promise<TunnelledResponse> {
-    if (this.closed) return Promise.reject(new NotHostedError('runner disconnected'));
-    const requestId = randomUUID();
-    return new Promise<TunnelledResponse>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pendingHttp.delete(requestId);
-        reject(new Error(`actor did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pendingHttp.set(requestId, { resolve, reject, timer });
-      this.send({
-        type: 'httpRequest',
-        requestId,
-        actorId: request.actorId,
-        generation: request.generation,
-        method: request.method,
-        path: request.path,
-        headers: request.headers,
-        body: request.body ? request.body.toString('base64') : null,
-      });
-    });
-  }
-
   private onFrame(raw: string | null): void {
     if (raw === null) return this.protocolError('binary frames are not part of the protocol');
     const parsed = parseRunnerFrame(raw);
@@ -212,34 +159,20 @@ export class RunnerConnection implements TunnelRunner {
         return this.takeEvents(message.events);
       case 'kvRequest':
         return this.serveKv(message);
-      case 'httpResponse':
-        return this.settleHttp(message);
-      case 'requestError':
-        return this.failHttp(message.requestId, message.code, message.message);
       case 'drain':
         this.log.info('runner draining');
         return drainRunner(this.deps.db, this.runnerId);
-      case 'wsOpenAck':
-      case 'wsAck':
-      case 'wsMessage':
-      case 'wsClose':
+      case 'tunnel':
+        return this.deps.tunnel.fromRunner(this, message);
       case 'wsRestored':
-        return this.deps.sockets.fromRunner(this, message);
+        return this.deps.tunnel.restored(this, message);
     }
   }
 
-  /** Events go to their workflows in order per actor; actors proceed independently. */
-  private async takeEvents(events: EventEnvelope[]): Promise<void> {
+  private takeEvents(events: EventEnvelope[]): void {
     const byActor = new Map<string, EventEnvelope[]>();
     for (const e of events) byActor.set(e.actorId, [...(byActor.get(e.actorId) ?? []), e]);
-    for (const [actorId, batch] of byActor) {
-      const previous = this.eventChains.get(actorId) ?? Promise.resolve();
-      const next = previous.then(() => this.forwardEvents(actorId, batch));
-      this.eventChains.set(actorId, next);
-      void next.finally(() => {
-        if (this.eventChains.get(actorId) === next) this.eventChains.delete(actorId);
-      });
-    }
+    for (const [actorId, batch] of byActor) void this.eventQueues.run(actorId, () => this.forwardEvents(actorId, batch));
   }
 
   /**
@@ -249,19 +182,21 @@ export class RunnerConnection implements TunnelRunner {
    * speaks only for the actors placed on it.
    */
   private async forwardEvents(actorId: string, batch: EventEnvelope[]): Promise<void> {
-    for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
-      try {
+    const signalled = await retryWithBackoff(
+      async () => {
         const hosted = await this.hostedOnly(actorId, batch);
         const delivered = hosted.length === 0 || (await signalActor(this.deps.client, actorId, eventsSignal, hosted));
         if (!delivered) this.log.info({ actorId }, 'events for a finished actor workflow dropped');
-        this.log.debug({ actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) }, 'events signalled');
-        this.send({ type: 'ackEvents', acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })) });
-        return;
-      } catch (err) {
-        this.log.warn({ err, actorId, retryInMs: delay }, 'signalling events failed');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+        return true;
+      },
+      {
+        stopped: () => this.closed,
+        onError: (err, retryInMs) => this.log.warn({ err, actorId, retryInMs }, 'signalling events failed'),
+      },
+    );
+    if (!signalled) return;
+    this.log.debug({ actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) }, 'events signalled');
+    this.send({ type: 'ackEvents', acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })) });
   }
 
   private async hostedOnly(actorId: string, batch: EventEnvelope[]): Promise<EventEnvelope[]> {
@@ -281,7 +216,7 @@ export class RunnerConnection implements TunnelRunner {
       const entries = await runKvOp(this.deps.db, fence, message.op);
       this.send({ type: 'kvResponse', kvId: message.kvId, result: { ok: true, entries } });
     } catch (err) {
-      const fenced = err instanceof FenceError;
+      const fenced = err instanceof Fenced;
       if (!fenced) this.log.error({ err, actorId: message.actorId }, 'kv operation failed');
       this.send({
         type: 'kvResponse',
@@ -289,29 +224,6 @@ export class RunnerConnection implements TunnelRunner {
         result: { ok: false, code: fenced ? 'fenced' : 'internal', message: fenced ? err.message : 'kv operation failed' },
       });
     }
-  }
-
-  private settleHttp(message: HttpResponseFrame): void {
-    const pending = this.pendingHttp.get(message.requestId);
-    if (!pending) return;
-    this.pendingHttp.delete(message.requestId);
-    clearTimeout(pending.timer);
-    pending.resolve({
-      status: message.status,
-      headers: message.headers,
-      body: message.body === null ? null : Buffer.from(message.body, 'base64'),
-    });
-  }
-
-  private failHttp(requestId: string, code: string, text: string): void {
-    const pending = this.pendingHttp.get(requestId);
-    if (!pending) {
-      if (code === 'not_hosted') this.deps.sockets.notHosted(requestId);
-      return;
-    }
-    this.pendingHttp.delete(requestId);
-    clearTimeout(pending.timer);
-    pending.reject(code === 'not_hosted' ? new NotHostedError(text) : new Error(`${code}: ${text}`));
   }
 }
 

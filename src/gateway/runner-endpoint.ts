@@ -1,27 +1,32 @@
 /**
  * `GET /runners/connect`: the runner protocol's handshake and the registry of runners connected
- * to this gateway. A runner must say `hello` (protocol version, identity, capacity, the actors
- * it hosts) before anything else; the gateway answers `welcome` with the actors it must drop,
- * then delivers its queued commands.
+ * to this gateway. A runner must say `hello` (the protocol versions it speaks, identity, capacity,
+ * the actors it hosts) before anything else; the gateway answers `welcome` with the version they
+ * will speak and the actors it must drop, then delivers its queued commands.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { actorsPlacedOn, connectRunner } from '../db/runners.js';
 import { closeReason } from '../protocol/close-reason.js';
-import { PROTOCOL_VERSION, RunnerCloseCode, parseRunnerFrame, type RunnerToGateway } from '../protocol/runner-protocol.js';
+import { Unauthorized } from '../errors.js';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_FRAME_BYTES,
+  RunnerCloseCode,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  parseRunnerFrame,
+  type RunnerToGateway,
+} from '../protocol/runner-protocol.js';
+import { formatVersions, helloVersions, negotiateVersion } from '../protocol/versions.js';
 import { bearerToken, poolOfToken } from './auth.js';
 import { rejectUpgrade } from './reject-upgrade.js';
 import { RunnerConnection, type RunnerConnectionDeps } from './runner-connection.js';
 
-const HELLO_TIMEOUT_MS = 10_000;
-/** Largest runner frame: an HTTP response body, base64-encoded, plus its envelope. */
-const MAX_RUNNER_FRAME_BYTES = 64 * 1024 * 1024;
-
 type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
 
 export class RunnerEndpoint {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RUNNER_FRAME_BYTES });
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private readonly runners = new Map<string, RunnerConnection>();
   private readonly silenceCheck: NodeJS.Timeout;
 
@@ -61,7 +66,7 @@ export class RunnerEndpoint {
       pool = poolOfToken(runnerTokens, bearerToken(request.headers));
       if (!pool) {
         this.deps.log.warn({ remote: request.socket.remoteAddress }, 'runner refused: no valid token');
-        return rejectUpgrade(socket, 401, 'unauthorized', 'a runner token is required (Authorization: Bearer <token>)');
+        return rejectUpgrade(socket, new Unauthorized('a runner token is required (Authorization: Bearer <token>)'));
       }
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => this.awaitHello(ws, pool));
@@ -74,41 +79,56 @@ export class RunnerEndpoint {
   }
 
   private awaitHello(ws: WebSocket, authorizedPool: string | undefined): void {
-    const timer = setTimeout(() => ws.close(RunnerCloseCode.HandshakeTimeout, 'no hello within 10 s'), HELLO_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => ws.close(RunnerCloseCode.HandshakeTimeout, `no hello within ${HANDSHAKE_TIMEOUT_MS / 1000} s`),
+      HANDSHAKE_TIMEOUT_MS,
+    );
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
-      const parsed = isBinary ? null : parseRunnerFrame(data.toString());
-      if (!parsed?.ok || parsed.message.type !== 'hello') {
-        const error = parsed && !parsed.ok ? parsed.error : 'the first frame must be a hello';
-        ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
-        return;
-      }
-      if (authorizedPool !== undefined && parsed.message.pool !== authorizedPool) {
-        ws.close(RunnerCloseCode.Unauthorized, closeReason(`the token is not valid for pool ${parsed.message.pool}`));
-        return;
-      }
-      if (parsed.message.protocolVersion !== PROTOCOL_VERSION) {
-        ws.close(RunnerCloseCode.UnsupportedVersion, `protocol version ${parsed.message.protocolVersion} unsupported; this gateway speaks ${PROTOCOL_VERSION}`);
-        return;
-      }
+      const handshake = this.readHello(ws, isBinary ? null : data.toString(), authorizedPool);
+      if (!handshake) return;
       // Nothing else is read until the runner is registered and its handlers are attached.
       ws.pause();
-      this.accept(ws, parsed.message).then(() => ws.resume(), (err: unknown) => {
+      this.accept(ws, handshake.hello, handshake.version).then(() => ws.resume(), (err: unknown) => {
         this.deps.log.error({ err }, 'runner handshake failed');
         ws.close(1011, 'handshake failed');
       });
     });
   }
 
-  private async accept(ws: WebSocket, hello: Hello): Promise<void> {
+  /**
+   * The hello and the version both ends speak; or null, the socket closed with why. Versions
+   * come first: a runner of another version hears that, not which of its fields this one lacks.
+   */
+  private readHello(ws: WebSocket, raw: string | null, authorizedPool: string | undefined): { hello: Hello; version: number } | null {
+    const offered = raw === null ? null : helloVersions(raw);
+    const version = offered && negotiateVersion(offered, SUPPORTED_PROTOCOL_VERSIONS);
+    if (offered && version === null) {
+      const reason = `runner speaks protocol versions ${formatVersions(offered)}; this gateway speaks ${formatVersions(SUPPORTED_PROTOCOL_VERSIONS)}`;
+      ws.close(RunnerCloseCode.UnsupportedVersion, closeReason(reason));
+      return null;
+    }
+    const parsed = raw === null ? null : parseRunnerFrame(raw);
+    if (!parsed?.ok || parsed.message.type !== 'hello' || version === null) {
+      const error = parsed && !parsed.ok ? parsed.error : 'the first frame must be a hello';
+      ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
+      return null;
+    }
+    if (authorizedPool !== undefined && parsed.message.pool !== authorizedPool) {
+      ws.close(RunnerCloseCode.Unauthorized, closeReason(`the token is not valid for pool ${parsed.message.pool}`));
+      return null;
+    }
+    return { hello: parsed.message, version };
+  }
+
+  private async accept(ws: WebSocket, hello: Hello, version: number): Promise<void> {
     const { db, gatewayId, config } = this.deps;
     await connectRunner(db, {
       runnerId: hello.runnerId,
-      name: hello.name,
       pool: hello.pool,
       capacity: hello.capacity,
       actorNames: hello.actorNames,
-      protocolVersion: hello.protocolVersion,
+      protocolVersion: version,
       gatewayId,
     });
     const previous = this.runners.get(hello.runnerId);
@@ -128,15 +148,15 @@ export class RunnerEndpoint {
     const staleActors = hello.actors.filter((a) => placed.get(a.actorId) !== a.generation);
     runner.send({
       type: 'welcome',
-      protocolVersion: PROTOCOL_VERSION,
+      protocolVersion: version,
       runnerId: hello.runnerId,
       gatewayId,
       pingIntervalMs: config.timing.runnerPingMs,
       staleActors,
     });
-    runner.log.info({ name: hello.name, pool: hello.pool, capacity: hello.capacity, hosted: hello.actors.length, stale: staleActors.length }, 'runner connected');
+    runner.log.info({ name: hello.name, protocolVersion: version, pool: hello.pool, capacity: hello.capacity, hosted: hello.actors.length, stale: staleActors.length }, 'runner connected');
     runner.deliverPending();
-    this.deps.sockets.runnerConnected(hello.runnerId);
+    this.deps.tunnel.runnerConnected(hello.runnerId);
   }
 
   private dropSilentRunners(thresholdMs: number): void {

@@ -5,6 +5,8 @@
 export const ClientCloseCode = {
   /** The gateway is shutting down: reconnect. */
   GoingAway: 1001,
+  /** Something failed inside the gateway; the log says what. */
+  InternalError: 1011,
   /** The gateway lost its registration (it could not heartbeat for longer than T): reconnect (H2). */
   ServiceRestart: 1012,
   /** The actor refused the connection. */

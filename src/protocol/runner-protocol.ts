@@ -10,10 +10,21 @@
  *   unacknowledged events on reconnect; the workflow ignores indices it has already seen.
  */
 import { z } from 'zod';
+import { versionRange, type VersionRange } from './versions.js';
 
-export const PROTOCOL_VERSION = 1;
+// ---------------------------------------------------------------------------------------------
+// The contract's constants. Both ends read them from here, and so do the configuration's
+// defaults (config.ts): a number written twice drifts.
 
-/** WebSocket close codes on the runner socket. */
+/** 2: tunnel frames share one envelope keyed by request id. */
+export const PROTOCOL_VERSION = 2;
+/**
+ * The versions this build speaks, as a runner and as a gateway (versions.ts). Its frames are
+ * PROTOCOL_VERSION's only: lower `min` only together with schemas that read an older version.
+ */
+export const SUPPORTED_PROTOCOL_VERSIONS: VersionRange = { min: PROTOCOL_VERSION, max: PROTOCOL_VERSION };
+
+/** WebSocket close codes on the runner socket. A runner gives up on UnsupportedVersion and Unauthorized; on any other, it reconnects. */
 export const RunnerCloseCode = {
   GatewayShutdown: 1001,
   ProtocolError: 4000,
@@ -22,6 +33,19 @@ export const RunnerCloseCode = {
   Unauthorized: 4003,
   Replaced: 4004,
 } as const;
+
+/** Largest frame either end accepts: an HTTP response body, base64-encoded, plus its envelope. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** From the upgrade to the welcome: the gateway waits this long for a hello, the runner for the welcome. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How often a runner pings, unless the gateway says otherwise in its welcome (DORMOUSE_RUNNER_PING_MS). */
+export const DEFAULT_PING_INTERVAL_MS = 3_000;
+/** A runner that hears no pong for this many ping intervals takes its socket for dead and reconnects. */
+export const PONG_SILENCE_INTERVALS = 5;
+/** How long a runner waits for the answer to a KV request. */
+export const KV_TIMEOUT_MS = 30_000;
+/** A runner's settings when its options say nothing; the configuration (config.ts) has the same defaults. */
+export const RUNNER_DEFAULTS = { pool: 'default', capacity: 1000, sleepAfterMs: 30_000 } as const;
 
 const uuid = z.uuid();
 /** An actor type's name, the same rule at the API, in the handshake and in `defineActor`. */
@@ -121,11 +145,77 @@ const requestId = uuid;
 /** Client→actor message indices start at 1; 0 means "none yet". */
 const wsIndex = z.number().int().min(1);
 const closeCode = z.number().int().min(1000).max(4999);
+const closeText = z.string().max(123);
+
+/*
+ * The tunnel: client HTTP requests and WebSockets carried between the gateway holding the client
+ * and the runner hosting the actor. Every tunnel frame, whatever it says, has the same envelope:
+ * the request it belongs to and the actor generation it is for. A relay routes any of them by
+ * `requestId` alone; only the two ends read `message`. (`wsRestored` is per actor, not per
+ * request, and travels on its own.)
+ */
+
+/** Gateway → runner, about one request. */
+export const gatewayTunnelMessage = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('httpRequest'),
+    method: z.string().min(1).max(16),
+    path: z.string().min(1),
+    headers,
+    body: base64.nullable(),
+  }),
+  /**
+   * A client WebSocket for the actor. `offer` is true when the gateway offers, after a start, a
+   * hibernating connection that the start's snapshot missed (H8); `lastIndex` is the last client
+   * message index the actor has acknowledged (0 for a new connection).
+   */
+  z.strictObject({
+    kind: z.literal('wsOpen'),
+    gatewayId: z.string().min(1),
+    path: z.string().min(1),
+    headers,
+    lastIndex: z.number().int().min(0),
+    offer: z.boolean(),
+  }),
+  /** A client message; indices rise by one per connection across every sleep, crash and move (H6). */
+  z.strictObject({ kind: z.literal('wsMessage'), index: wsIndex, data: z.string(), binary: z.boolean() }),
+  /** The client closed, or the gateway closed it (limits, destroy, shutdown). */
+  z.strictObject({ kind: z.literal('wsClose'), code: closeCode, reason: closeText }),
+]);
+export type GatewayTunnelMessage = z.infer<typeof gatewayTunnelMessage>;
+
+/** Runner → gateway, about one request. */
+export const runnerTunnelMessage = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('httpResponse'), status: z.number().int().min(100).max(599), headers, body: base64.nullable() }),
+  /** The actor generation is not (or no longer) running on this runner: the gateway waits for the next one. */
+  z.strictObject({ kind: z.literal('notHosted'), message: z.string().max(4096) }),
+  /** The actor accepted a WebSocket; a hibernatable one has its metadata persisted already. */
+  z.strictObject({ kind: z.literal('wsOpenAck'), hibernatable: z.boolean() }),
+  /** Client message `index` is durable at the actor (ack after persist, H6). */
+  z.strictObject({ kind: z.literal('wsAck'), index: wsIndex }),
+  /** A message from the actor to the client. */
+  z.strictObject({ kind: z.literal('wsMessage'), data: z.string(), binary: z.boolean() }),
+  /** The actor closes (or refuses, or does not know) a connection. */
+  z.strictObject({ kind: z.literal('wsClose'), code: closeCode, reason: closeText }),
+]);
+export type RunnerTunnelMessage = z.infer<typeof runnerTunnelMessage>;
+
+const tunnelEnvelope = { type: z.literal('tunnel'), requestId, actorId, generation };
+export const gatewayTunnelFrame = z.strictObject({ ...tunnelEnvelope, message: gatewayTunnelMessage });
+export type GatewayTunnelFrame = z.infer<typeof gatewayTunnelFrame>;
+export const runnerTunnelFrame = z.strictObject({ ...tunnelEnvelope, message: runnerTunnelMessage });
+export type RunnerTunnelFrame = z.infer<typeof runnerTunnelFrame>;
+
+/** The request and actor generation a tunnel frame is about. */
+export type TunnelAddress = Pick<GatewayTunnelFrame, 'requestId' | 'actorId' | 'generation'>;
+/** One kind of tunnel message, e.g. `TunnelMessage<GatewayTunnelMessage, 'wsOpen'>`. */
+export type TunnelMessage<M extends { kind: string }, K extends M['kind']> = Extract<M, { kind: K }>;
 
 export const runnerToGateway = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('hello'),
-    protocolVersion: z.number().int(),
+    /** The versions this runner speaks; the welcome names the one the gateway chose (versions.ts). */
+    protocolVersions: versionRange,
     runnerId: uuid,
     name: z.string().min(1).max(200),
     pool: z.string().min(1).max(200),
@@ -139,30 +229,9 @@ export const runnerToGateway = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('events'), events: z.array(eventEnvelope).min(1).max(1000) }),
   z.strictObject({ type: z.literal('kvRequest'), kvId: index, actorId, generation, op: kvOp }),
   z.strictObject({ type: z.literal('ping'), ts: z.number() }),
-  z.strictObject({
-    type: z.literal('httpResponse'),
-    requestId,
-    status: z.number().int().min(100).max(599),
-    headers,
-    body: base64.nullable(),
-  }),
-  /** A tunnelled request the runner cannot serve: `not_hosted` means the actor is not (or no longer) here. */
-  z.strictObject({
-    type: z.literal('requestError'),
-    requestId,
-    code: z.enum(['not_hosted', 'internal']),
-    message: z.string().max(4096),
-  }),
+  runnerTunnelFrame,
   /** The runner is shutting down: allocate nothing more to it; it stops its actors next. */
   z.strictObject({ type: z.literal('drain') }),
-  /** The actor accepted a tunnelled WebSocket; a hibernatable one has its metadata persisted already. */
-  z.strictObject({ type: z.literal('wsOpenAck'), requestId, actorId, generation, hibernatable: z.boolean() }),
-  /** Client message `index` is durable at the actor (ack after persist, H6). */
-  z.strictObject({ type: z.literal('wsAck'), requestId, index: wsIndex }),
-  /** A message from the actor to the client. */
-  z.strictObject({ type: z.literal('wsMessage'), requestId, data: z.string(), binary: z.boolean() }),
-  /** The actor closes (or refuses, or does not know) a connection. */
-  z.strictObject({ type: z.literal('wsClose'), requestId, actorId, generation, code: closeCode, reason: z.string().max(123) }),
   /**
    * Sent on start, before the actor reports running: the snapshot's requests it restored, with the
    * last index each had processed. The gateway resends what follows and offers the rest (H5, H8).
@@ -179,6 +248,7 @@ export type RunnerToGateway = z.infer<typeof runnerToGateway>;
 export const gatewayToRunner = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('welcome'),
+    /** The highest version both ends speak: the rest of the conversation is in it. */
     protocolVersion: z.number().int(),
     runnerId: uuid,
     gatewayId: z.string(),
@@ -197,36 +267,7 @@ export const gatewayToRunner = z.discriminatedUnion('type', [
     ]),
   }),
   z.strictObject({ type: z.literal('pong'), ts: z.number() }),
-  z.strictObject({
-    type: z.literal('httpRequest'),
-    requestId,
-    actorId,
-    generation,
-    method: z.string().min(1).max(16),
-    path: z.string().min(1),
-    headers,
-    body: base64.nullable(),
-  }),
-  /**
-   * A client WebSocket for the actor. `offer` is true when the gateway offers, after a start, a
-   * hibernating connection that the start's snapshot missed (H8); `lastIndex` is the last client
-   * message index the actor has acknowledged (0 for a new connection).
-   */
-  z.strictObject({
-    type: z.literal('wsOpen'),
-    requestId,
-    actorId,
-    generation,
-    gatewayId: z.string().min(1),
-    path: z.string().min(1),
-    headers,
-    lastIndex: z.number().int().min(0),
-    offer: z.boolean(),
-  }),
-  /** A client message; indices rise by one per connection across every sleep, crash and move (H6). */
-  z.strictObject({ type: z.literal('wsMessage'), requestId, actorId, generation, index: wsIndex, data: z.string(), binary: z.boolean() }),
-  /** The client closed, or the gateway closed it (limits, destroy, shutdown). */
-  z.strictObject({ type: z.literal('wsClose'), requestId, actorId, generation, code: closeCode, reason: z.string().max(123) }),
+  gatewayTunnelFrame,
 ]);
 export type GatewayToRunner = z.infer<typeof gatewayToRunner>;
 

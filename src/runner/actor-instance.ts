@@ -13,12 +13,14 @@ import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
 import type {
   ActorEvent,
-  GatewayToRunner,
+  GatewayTunnelMessage,
   KvEntry,
   KvOp,
   RunnerToGateway,
+  RunnerTunnelMessage,
   StartActorCommand,
   StopReason,
+  TunnelMessage,
 } from '../protocol/runner-protocol.js';
 import {
   ActorConnection,
@@ -30,7 +32,7 @@ import {
   type ConnectionRecord,
 } from './connections.js';
 import type { ActorContext, ActorKv, AnyActorDefinition } from './define-actor.js';
-import { FencedError } from './kv-client.js';
+import { Fenced } from '../errors.js';
 
 /** Test hooks, off unless a test passes them to `createRunner`. */
 export interface RunnerFaults {
@@ -56,7 +58,7 @@ export interface HttpResult {
   body: string | null;
 }
 
-type Frame<T extends GatewayToRunner['type']> = Extract<GatewayToRunner, { type: T }>;
+type Message<K extends GatewayTunnelMessage['kind']> = TunnelMessage<GatewayTunnelMessage, K>;
 type Phase = 'starting' | 'running' | 'stopping' | 'ended';
 
 const STATE_KEY = '__dormouse/state';
@@ -94,8 +96,9 @@ export class ActorInstance {
     this.ctx = this.makeContext();
   }
 
-  private ids(): { actorId: string; generation: number } {
-    return { actorId: this.actorId, generation: this.generation };
+  /** Tells the gateway something about one of this generation's requests. */
+  private tunnel(requestId: string, message: RunnerTunnelMessage): RunnerToGateway {
+    return { type: 'tunnel', requestId, actorId: this.actorId, generation: this.generation, message };
   }
 
   /** Taking new requests and messages (work queued before a stop still finishes). */
@@ -121,7 +124,7 @@ export class ActorInstance {
       const { restore, unknown, lost } = reconcile(this.command.hibernatingRequests, records);
       for (const record of restore) this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
       for (const ref of unknown) {
-        this.host.send({ type: 'wsClose', requestId: ref.requestId, ...this.ids(), code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' });
+        this.host.send(this.tunnel(ref.requestId, { kind: 'wsClose', code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' }));
       }
 
       const reportRestored = () =>
@@ -177,7 +180,7 @@ export class ActorInstance {
         await this.definition.onStop?.(this.ctx);
       });
     } catch (err) {
-      if (err instanceof FencedError) return this.end('fenced while stopping');
+      if (err instanceof Fenced) return this.end('fenced while stopping');
       this.log.error({ err }, 'onStop failed');
     }
     this.emit({ kind: 'stopped', code: 'ok' });
@@ -193,22 +196,22 @@ export class ActorInstance {
 
   // --- HTTP ---------------------------------------------------------------------------------
 
-  async handleHttp(frame: Frame<'httpRequest'>): Promise<HttpResult> {
+  async handleHttp(message: Message<'httpRequest'>): Promise<HttpResult> {
     this.busy++;
     this.touch();
     try {
       return await this.serially(async () => {
         if (!this.definition.onRequest) return { status: 404, headers: { 'content-type': 'text/plain' }, body: b64('actor has no request handler') };
-        const request = new Request(`http://actor${frame.path}`, {
-          method: frame.method,
-          headers: frame.headers,
-          body: frame.body === null || frame.method === 'GET' || frame.method === 'HEAD' ? null : Buffer.from(frame.body, 'base64'),
+        const request = new Request(`http://actor${message.path}`, {
+          method: message.method,
+          headers: message.headers,
+          body: message.body === null || message.method === 'GET' || message.method === 'HEAD' ? null : Buffer.from(message.body, 'base64'),
         });
         let response: Response;
         try {
           response = await this.definition.onRequest(this.ctx, request);
         } catch (err) {
-          if (err instanceof FencedError) throw err;
+          if (err instanceof Fenced) throw err;
           this.log.warn({ err }, 'request handler failed');
           return { status: 500, headers: { 'content-type': 'text/plain' }, body: b64(err instanceof Error ? err.message : 'internal error') };
         }
@@ -227,21 +230,21 @@ export class ActorInstance {
   // --- WebSockets ---------------------------------------------------------------------------
 
   /** A new connection, or the gateway offering one the snapshot missed (H8). */
-  async openConnection(frame: Frame<'wsOpen'>): Promise<void> {
+  async openConnection(requestId: string, message: Message<'wsOpen'>): Promise<void> {
     await this.guarded(async () => {
-      const known = this.connections.get(frame.requestId);
+      const known = this.connections.get(requestId);
       if (known) {
-        this.host.send({ type: 'wsOpenAck', requestId: known.id, actorId: this.actorId, generation: this.generation, hibernatable: known.hibernatable });
+        this.host.send(this.tunnel(known.id, { kind: 'wsOpenAck', hibernatable: known.hibernatable }));
         return;
       }
       if (!this.definition.onMessage) {
-        this.host.send({ type: 'wsClose', requestId: frame.requestId, ...this.ids(), code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' });
+        this.host.send(this.tunnel(requestId, { kind: 'wsClose', code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' }));
         return;
       }
-      const request = { path: frame.path, headers: frame.headers };
+      const request = { path: message.path, headers: message.headers };
       const choice = this.definition.hibernatable;
       const hibernatable = typeof choice === 'function' ? choice(this.ctx, request) : choice === true;
-      const record: ConnectionRecord = { v: 1, requestId: frame.requestId, gatewayId: frame.gatewayId, lastIndex: frame.lastIndex, ...request, headers: { ...frame.headers }, attachment: null };
+      const record: ConnectionRecord = { v: 1, requestId, gatewayId: message.gatewayId, lastIndex: message.lastIndex, ...request, headers: { ...message.headers }, attachment: null };
       const conn = new ActorConnection(record, hibernatable, this.connectionHost());
       conn.dirty = hibernatable;
       this.connections.set(conn.id, conn);
@@ -250,15 +253,15 @@ export class ActorInstance {
       } catch (err) {
         this.connections.delete(conn.id);
         this.deletions.delete(connectionKey(conn.id));
-        this.host.send({ type: 'wsClose', requestId: conn.id, ...this.ids(), code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' });
+        this.host.send(this.tunnel(conn.id, { kind: 'wsClose', code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' }));
         return;
       }
       if (conn.closed) return; // refused inside onConnect; the close is on its way
       if (!hibernatable) this.busy++;
       // H1 on the actor side: the record is durable before the gateway hears "accepted".
       await this.persist();
-      this.host.send({ type: 'wsOpenAck', requestId: conn.id, actorId: this.actorId, generation: this.generation, hibernatable });
-      this.log.debug({ requestId: conn.id, hibernatable, offer: frame.offer }, 'connection accepted');
+      this.host.send(this.tunnel(conn.id, { kind: 'wsOpenAck', hibernatable }));
+      this.log.debug({ requestId: conn.id, hibernatable, offer: message.offer }, 'connection accepted');
     });
   }
 
@@ -266,51 +269,51 @@ export class ActorInstance {
    * H6: in order, duplicates dropped, a gap refused, and acknowledged only after the handler's
    * write (its effects together with the new index) is durable.
    */
-  async takeMessage(frame: Frame<'wsMessage'>): Promise<void> {
+  async takeMessage(requestId: string, message: Message<'wsMessage'>): Promise<void> {
     let processed: ActorConnection | null = null;
     await this.guarded(async () => {
-      const conn = this.connections.get(frame.requestId);
+      const conn = this.connections.get(requestId);
       if (!conn) {
-        this.host.send({ type: 'wsClose', requestId: frame.requestId, ...this.ids(), code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' });
+        this.host.send(this.tunnel(requestId, { kind: 'wsClose', code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' }));
         return;
       }
-      if (frame.index <= conn.lastIndex) {
-        this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
+      if (message.index <= conn.lastIndex) {
+        this.host.send(this.tunnel(conn.id, { kind: 'wsAck', index: message.index }));
         return;
       }
-      if (frame.index !== conn.lastIndex + 1) {
-        conn.close(ClientCloseCode.MessageGap, `expected message ${conn.lastIndex + 1}, got ${frame.index}`);
+      if (message.index !== conn.lastIndex + 1) {
+        conn.close(ClientCloseCode.MessageGap, `expected message ${conn.lastIndex + 1}, got ${message.index}`);
         return;
       }
-      const data = frame.binary ? Buffer.from(frame.data, 'base64') : frame.data;
+      const data = message.binary ? Buffer.from(message.data, 'base64') : message.data;
       try {
         await this.definition.onMessage?.(this.ctx, conn, data);
       } catch (err) {
-        if (err instanceof FencedError) throw err;
+        if (err instanceof Fenced) throw err;
         // A handler error does not make the message undelivered: it is processed, and not retried.
-        this.log.warn({ err, requestId: conn.id, index: frame.index }, 'message handler failed');
+        this.log.warn({ err, requestId: conn.id, index: message.index }, 'message handler failed');
       }
-      conn.record.lastIndex = frame.index;
+      conn.record.lastIndex = message.index;
       conn.dirty = conn.hibernatable;
       processed = conn;
     });
     // Here the handler's write is durable (runHandler persisted it) or the actor has crashed.
     const conn = processed as ActorConnection | null;
     if (!conn || this.phase === 'ended') return;
-    this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: frame.index, data: frame.data });
-    this.host.send({ type: 'wsAck', requestId: conn.id, index: frame.index });
+    this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: message.index, data: message.data });
+    this.host.send(this.tunnel(conn.id, { kind: 'wsAck', index: message.index }));
   }
 
   /** The client closed (or the gateway closed it): the record goes, onDisconnect runs, once. */
-  async clientClosed(frame: Frame<'wsClose'>): Promise<void> {
+  async clientClosed(requestId: string, message: Message<'wsClose'>): Promise<void> {
     await this.guarded(async () => {
-      const conn = this.connections.get(frame.requestId);
+      const conn = this.connections.get(requestId);
       if (!conn) return;
       this.connections.delete(conn.id);
       conn.closed = true;
       if (!conn.hibernatable) this.busy--;
       this.deletions.add(connectionKey(conn.id));
-      await this.definition.onDisconnect?.(this.ctx, conn, { code: frame.code, reason: frame.reason });
+      await this.definition.onDisconnect?.(this.ctx, conn, { code: message.code, reason: message.reason });
       await this.persist();
       this.touch();
     });
@@ -320,7 +323,7 @@ export class ActorInstance {
     return {
       send: (conn, data) => {
         const binary = typeof data !== 'string';
-        const frame: RunnerToGateway = { type: 'wsMessage', requestId: conn.id, data: binary ? Buffer.from(data).toString('base64') : data, binary };
+        const frame = this.tunnel(conn.id, { kind: 'wsMessage', data: binary ? Buffer.from(data).toString('base64') : data, binary });
         if (this.inHandler) this.held.push(frame);
         else this.host.send(frame);
       },
@@ -332,7 +335,7 @@ export class ActorInstance {
         // request without a record, which the next start closes (L\M), never a double disconnect.
         const persistThenClose = async () => {
           await this.persist();
-          this.host.send({ type: 'wsClose', requestId: conn.id, ...this.ids(), code, reason });
+          this.host.send(this.tunnel(conn.id, { kind: 'wsClose', code, reason }));
         };
         // Queued: inside a handler it runs after that handler's own write.
         void this.guarded(persistThenClose);
@@ -494,7 +497,7 @@ export class ActorInstance {
   /** A crash: report it and end this generation; the workflow applies the crash policy. */
   private fail(err: unknown): void {
     if (this.phase === 'ended') return;
-    if (err instanceof FencedError) return this.end('fenced');
+    if (err instanceof Fenced) return this.end('fenced');
     const message = err instanceof Error ? err.message : String(err);
     this.log.error({ err }, 'actor crashed');
     this.emit({ kind: 'stopped', code: 'error', message: message.slice(0, 4096) });

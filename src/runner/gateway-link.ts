@@ -7,11 +7,17 @@ import WebSocket from 'ws';
 import type { Logger } from '../log.js';
 import { closeReason } from '../protocol/close-reason.js';
 import {
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_FRAME_BYTES,
+  PONG_SILENCE_INTERVALS,
   RunnerCloseCode,
+  SUPPORTED_PROTOCOL_VERSIONS,
   parseGatewayFrame,
   type GatewayToRunner,
   type RunnerToGateway,
 } from '../protocol/runner-protocol.js';
+import { formatVersions, speaksVersion } from '../protocol/versions.js';
+import { Backoff } from '../util/backoff.js';
 
 export type Welcome = Extract<GatewayToRunner, { type: 'welcome' }>;
 type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
@@ -23,13 +29,12 @@ export interface LinkHandlers {
   onMessage(message: Exclude<GatewayToRunner, { type: 'welcome' }>): void;
 }
 
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-const MAX_BACKOFF_MS = 5_000;
-
 export class GatewayLink {
   private ws: WebSocket | null = null;
   private ready = false;
   private stopped = false;
+  /** The reconnect delays; a welcome starts them over. */
+  private readonly backoff = new Backoff();
   private pingTimer: NodeJS.Timeout | null = null;
   private lastPongAt = 0;
   private firstWelcome: { resolve: () => void; reject: (err: Error) => void } | null = null;
@@ -49,7 +54,7 @@ export class GatewayLink {
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.firstWelcome = { resolve, reject };
-      this.connect(0);
+      this.connect();
     });
   }
 
@@ -72,11 +77,11 @@ export class GatewayLink {
     });
   }
 
-  private connect(attempt: number): void {
+  private connect(): void {
     if (this.stopped) return;
     const ws = new WebSocket(this.url, {
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-      maxPayload: 64 * 1024 * 1024,
+      maxPayload: MAX_FRAME_BYTES,
       headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
     });
     this.ws = ws;
@@ -107,11 +112,17 @@ export class GatewayLink {
       const message = parsed.message;
       if (message.type === 'welcome') {
         clearTimeout(handshakeTimer);
+        if (!speaksVersion(SUPPORTED_PROTOCOL_VERSIONS, message.protocolVersion)) {
+          const error = `the gateway chose protocol version ${message.protocolVersion}; this runner speaks ${formatVersions(SUPPORTED_PROTOCOL_VERSIONS)}`;
+          this.log.error({ error }, 'bad welcome; reconnecting');
+          ws.close(RunnerCloseCode.ProtocolError, closeReason(error));
+          return;
+        }
         welcomed = true;
         this.ready = true;
-        attempt = 0;
+        this.backoff.reset();
         this.startPinging(ws, message.pingIntervalMs);
-        this.log.info({ gatewayId: message.gatewayId, stale: message.staleActors.length }, 'connected to gateway');
+        this.log.info({ gatewayId: message.gatewayId, protocolVersion: message.protocolVersion, stale: message.staleActors.length }, 'connected to gateway');
         this.handlers.onWelcome(message);
         this.firstWelcome?.resolve();
         this.firstWelcome = null;
@@ -137,9 +148,9 @@ export class GatewayLink {
         this.firstWelcome = null;
         return;
       }
-      const delay = Math.min(100 * 2 ** attempt, MAX_BACKOFF_MS) * (0.5 + Math.random() / 2);
-      this.log.warn({ code, reason: reason.toString(), retryInMs: Math.round(delay) }, 'gateway socket closed; reconnecting');
-      setTimeout(() => this.connect(attempt + 1), delay);
+      const delay = this.backoff.next();
+      this.log.warn({ code, reason: reason.toString(), retryInMs: delay }, 'gateway socket closed; reconnecting');
+      setTimeout(() => this.connect(), delay);
     });
   }
 
@@ -148,7 +159,7 @@ export class GatewayLink {
     this.stopPinging();
     this.lastPongAt = Date.now();
     this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastPongAt > intervalMs * 5) {
+      if (Date.now() - this.lastPongAt > intervalMs * PONG_SILENCE_INTERVALS) {
         this.log.warn('no pong from the gateway; dropping the socket');
         ws.terminate();
         return;

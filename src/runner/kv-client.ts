@@ -2,12 +2,8 @@
  * KV requests from actors to the gateway. Every operation is idempotent, so a request in flight
  * when the socket drops is simply sent again after the reconnect.
  */
-import type { GatewayToRunner, KvEntry, KvOp, RunnerToGateway } from '../protocol/runner-protocol.js';
-
-const KV_TIMEOUT_MS = 30_000;
-
-/** The registry no longer places this actor generation on this runner. */
-export class FencedError extends Error {}
+import { Fenced } from '../errors.js';
+import { KV_TIMEOUT_MS, type GatewayToRunner, type KvEntry, type KvOp, type RunnerToGateway } from '../protocol/runner-protocol.js';
 
 type KvRequest = Extract<RunnerToGateway, { type: 'kvRequest' }>;
 type KvResponse = Extract<GatewayToRunner, { type: 'kvResponse' }>;
@@ -44,7 +40,8 @@ export class KvClient {
     clearTimeout(pending.timer);
     const result = message.result;
     if (result.ok) pending.resolve(result.entries);
-    else if (result.code === 'fenced') pending.reject(new FencedError(result.message));
+    // The gateway's fence refused it (db/kv.ts): the same error, on this side of the socket.
+    else if (result.code === 'fenced') pending.reject(new Fenced(result.message));
     else pending.reject(new Error(`kv ${pending.frame.op.kind} failed: ${result.message}`));
   }
 

@@ -9,11 +9,17 @@ import { hostname } from 'node:os';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
 import {
-  PROTOCOL_VERSION,
+  RUNNER_DEFAULTS,
+  SUPPORTED_PROTOCOL_VERSIONS,
   type CommandEnvelope,
   type GatewayToRunner,
+  type GatewayTunnelFrame,
+  type GatewayTunnelMessage,
   type KvOp,
+  type TunnelAddress,
+  type TunnelMessage,
 } from '../protocol/runner-protocol.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
 import { ActorInstance, type RunnerFaults } from './actor-instance.js';
 import type { AnyActorDefinition } from './define-actor.js';
 import { EventOutbox } from './event-outbox.js';
@@ -45,7 +51,6 @@ export interface Runner {
   stop(): Promise<void>;
 }
 
-const DEFAULT_SLEEP_AFTER_MS = 30_000;
 const SHUTDOWN_ACK_TIMEOUT_MS = 5_000;
 
 export function createRunner(options: RunnerOptions): Runner {
@@ -58,7 +63,8 @@ class ActorRunner implements Runner {
   private readonly instances = new Map<string, ActorInstance>();
   /** Last command applied per actor, to drop replays: (generation, idx). */
   private readonly applied = new Map<string, { generation: number; idx: number }>();
-  private readonly chains = new Map<string, Promise<void>>();
+  /** Commands (and the final stops) apply one at a time per actor, in order. */
+  private readonly commandQueue = new KeyedQueue();
   private readonly link: GatewayLink;
   private readonly outbox: EventOutbox;
   private readonly kv: KvClient;
@@ -78,11 +84,11 @@ class ActorRunner implements Runner {
       {
         hello: () => ({
           type: 'hello',
-          protocolVersion: PROTOCOL_VERSION,
+          protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
           runnerId: this.runnerId,
           name: options.name ?? `${hostname()}-${process.pid}`,
-          pool: options.pool ?? 'default',
-          capacity: options.capacity ?? 1000,
+          pool: options.pool ?? RUNNER_DEFAULTS.pool,
+          capacity: options.capacity ?? RUNNER_DEFAULTS.capacity,
           actorNames: [...this.definitions.keys()],
           actors: [...this.instances.values()].map((i) => ({ actorId: i.actorId, generation: i.generation })),
         }),
@@ -124,17 +130,26 @@ class ActorRunner implements Runner {
         return this.outbox.onAck(message.acks);
       case 'kvResponse':
         return this.kv.onResponse(message);
-      case 'httpRequest':
-        return void this.serveHttp(message);
-      case 'wsOpen':
-        return void this.hosting(message)?.openConnection(message);
-      case 'wsMessage':
-        return void this.hosting(message)?.takeMessage(message);
-      case 'wsClose':
-        // A close for an actor not running here reaches it at its next start (M\L).
-        return void this.hosting(message, false)?.clientClosed(message);
+      case 'tunnel':
+        return this.onTunnel(message);
       case 'pong':
         return;
+    }
+  }
+
+  /** A tunnelled request or WebSocket frame, for the actor generation it names. */
+  private onTunnel(frame: GatewayTunnelFrame): void {
+    const { requestId, message } = frame;
+    switch (message.kind) {
+      case 'httpRequest':
+        return void this.serveHttp(frame, message);
+      case 'wsOpen':
+        return void this.hosting(frame)?.openConnection(requestId, message);
+      case 'wsMessage':
+        return void this.hosting(frame)?.takeMessage(requestId, message);
+      case 'wsClose':
+        // A close for an actor not running here reaches it at its next start (M\L).
+        return void this.hosting(frame, false)?.clientClosed(requestId, message);
     }
   }
 
@@ -142,11 +157,13 @@ class ActorRunner implements Runner {
    * The running instance a tunnelled frame is for. If there is none, the gateway hears
    * `not_hosted` and keeps the connection (it hibernates or waits for the next start).
    */
-  private hosting(frame: { requestId: string; actorId: string; generation: number }, answer = true): ActorInstance | undefined {
-    const instance = this.instances.get(frame.actorId);
-    if (instance?.generation === frame.generation && instance.isRunning) return instance;
+  private hosting(address: TunnelAddress, answer = true): ActorInstance | undefined {
+    const { requestId, actorId, generation } = address;
+    const instance = this.instances.get(actorId);
+    if (instance?.generation === generation && instance.isRunning) return instance;
     if (answer) {
-      this.link.send({ type: 'requestError', requestId: frame.requestId, code: 'not_hosted', message: `actor ${frame.actorId} generation ${frame.generation} is not running here` });
+      const message = `actor ${actorId} generation ${generation} is not running here`;
+      this.link.send({ type: 'tunnel', requestId, actorId, generation, message: { kind: 'notHosted', message } });
     }
     return undefined;
   }
@@ -165,14 +182,9 @@ class ActorRunner implements Runner {
   }
 
   private serialize(actorId: string, fn: () => Promise<void>): Promise<void> {
-    const next = (this.chains.get(actorId) ?? Promise.resolve()).then(fn).catch((err: unknown) => {
+    return this.commandQueue.run(actorId, fn).catch((err: unknown) => {
       this.log.error({ err, actorId }, 'applying a command failed');
     });
-    this.chains.set(actorId, next);
-    void next.finally(() => {
-      if (this.chains.get(actorId) === next) this.chains.delete(actorId);
-    });
-    return next;
   }
 
   private async apply({ idx, command }: CommandEnvelope): Promise<void> {
@@ -196,7 +208,7 @@ class ActorRunner implements Runner {
       send: (frame) => void this.link.send(frame),
       faults: this.options.faults,
       ended: (ended) => this.forget(ended),
-      defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? DEFAULT_SLEEP_AFTER_MS,
+      defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? RUNNER_DEFAULTS.sleepAfterMs,
       log: this.log,
     });
     this.instances.set(command.actorId, instance);
@@ -210,10 +222,11 @@ class ActorRunner implements Runner {
     this.outbox.retire(instance.actorId, instance.generation);
   }
 
-  private async serveHttp(frame: Extract<GatewayToRunner, { type: 'httpRequest' }>): Promise<void> {
-    const instance = this.hosting(frame);
+  private async serveHttp(address: TunnelAddress, request: TunnelMessage<GatewayTunnelMessage, 'httpRequest'>): Promise<void> {
+    const instance = this.hosting(address);
     if (!instance) return;
-    const result = await instance.handleHttp(frame);
-    this.link.send({ type: 'httpResponse', requestId: frame.requestId, ...result });
+    const result = await instance.handleHttp(request);
+    const { requestId, actorId, generation } = address;
+    this.link.send({ type: 'tunnel', requestId, actorId, generation, message: { kind: 'httpResponse', ...result } });
   }
 }

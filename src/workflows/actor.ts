@@ -14,6 +14,7 @@
 import * as wf from '@temporalio/workflow';
 import type { ActivityOptions } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
+import { NON_RETRYABLE_ERROR_TYPES } from '../errors.js';
 import type { ActorEvent, EventEnvelope, RunnerCommand, StartReason, StopReason } from '../protocol/runner-protocol.js';
 import {
   destroySignal,
@@ -31,14 +32,32 @@ import {
 import { backoffDelayMs, nextCrashCount } from './backoff.js';
 import { ActorGenerationKey, ActorStateKey, RunnerIdKey } from './search-attributes.js';
 
+/**
+ * Activities retry without limit on anything transient (Postgres or Temporal away), never on an
+ * InvariantViolation (src/errors.ts): the registry contradicts this workflow's own history (the
+ * row is gone, or at a later generation), and every retry would meet the same contradiction.
+ * Nothing here catches that failure, so it fails the run, loudly: Failed in the UI, its message
+ * in the history and the worker's log. Carrying on would act on a registry known to be wrong,
+ * and no lifecycle state means "broken"; an operator mends the row and resets the workflow.
+ */
 const ACTIVITY_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '5 seconds' },
+  retry: {
+    initialInterval: '200 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '5 seconds',
+    nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES,
+  },
 };
 // Allocation retries (without limit) while no runner has room; `NoCapacity` is its failure type.
 const ALLOCATE_OPTIONS: ActivityOptions = {
   ...ACTIVITY_OPTIONS,
-  retry: { initialInterval: '250 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds' },
+  retry: {
+    initialInterval: '250 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '2 seconds',
+    nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES,
+  },
 };
 
 const acts = wf.proxyActivities<Activities>(ACTIVITY_OPTIONS);
@@ -388,7 +407,6 @@ class ActorLifecycle {
         state,
         crashCount: m.crashCount,
         lastError: m.lastError,
-        alarmTs: m.alarmTs,
       },
     ]);
   }

@@ -6,6 +6,7 @@
  */
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { NON_RETRYABLE_ERROR_TYPES } from '../errors.js';
 
 export const REAPER_WORKFLOW_ID = 'dormouse/reaper';
 
@@ -13,9 +14,11 @@ export interface ReaperInput {
   intervalMs: number;
 }
 
+// As the actor workflow's (actor.ts): a tick that meets a contradiction fails the run loudly
+// rather than repeating it every 10 s; the worker starts the reaper again when it restarts.
 const { reap } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds' },
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
 });
 
 export async function reaperWorkflow(input: ReaperInput): Promise<void> {

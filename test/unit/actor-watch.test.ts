@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import type { Queryable } from '../../src/db/pool.js';
 import { ActorWatch } from '../../src/gateway/actor-watch.js';
-import { HttpError } from '../../src/gateway/errors.js';
+import { ActorUnavailable } from '../../src/errors.js';
 
 const actorId = randomUUID();
 const row = (state: string, generation: number) => ({
@@ -36,20 +36,19 @@ const notice = (state: 'starting' | 'running' | 'sleeping', generation: number) 
 
 describe('ActorWatch', () => {
   it('does not miss a notice that arrives while it reads, and leaves no waiter behind', async () => {
-    let watch!: ActorWatch;
     const db = registry([
       { state: 'starting', generation: 1, during: () => watch.onNotice(notice('running', 1)) },
       { state: 'running', generation: 1 },
     ]);
-    watch = new ActorWatch(db);
-    const actor = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 1000, wake: async () => undefined });
+    const watch = new ActorWatch(db);
+    const actor = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 1000, wake: () => undefined });
     expect(actor.state).toBe('running');
     expect(watch.waiting).toBe(0);
   });
 
   it('waits for a notice, then reads again', async () => {
     const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }, { state: 'running', generation: 1 }]));
-    const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake: async () => undefined });
+    const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake: () => undefined });
     await vi.waitFor(() => expect(watch.waiting).toBe(1));
     watch.onNotice(notice('running', 1));
     expect((await waiting).generation).toBe(1);
@@ -58,21 +57,21 @@ describe('ActorWatch', () => {
 
   it('gives up at the deadline with a 503, and leaves no waiter behind', async () => {
     const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }]));
-    const err = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 50, wake: async () => undefined }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(HttpError);
-    expect((err as HttpError).status).toBe(503);
+    const err = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 50, wake: () => undefined }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ActorUnavailable);
+    expect((err as ActorUnavailable).httpStatus).toBe(503);
     expect(watch.waiting).toBe(0);
   });
 
-  it('wakes a sleeping actor, and again if it is found asleep anew', async () => {
-    let watch!: ActorWatch;
-    const wake = vi.fn(async () => undefined);
-    const db = registry([
-      { state: 'sleeping', generation: 1, during: () => undefined },
-      { state: 'sleeping', generation: 2 },
-      { state: 'running', generation: 3 },
-    ]);
-    watch = new ActorWatch(db);
+  it('asks for a wake on every read that finds it asleep (the Waker de-duplicates)', async () => {
+    const wake = vi.fn(() => undefined);
+    const watch = new ActorWatch(
+      registry([
+        { state: 'sleeping', generation: 1 },
+        { state: 'sleeping', generation: 2 },
+        { state: 'running', generation: 3 },
+      ]),
+    );
     const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake });
     await vi.waitFor(() => expect(wake).toHaveBeenCalledTimes(1));
     watch.onNotice(notice('sleeping', 2));

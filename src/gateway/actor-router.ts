@@ -1,0 +1,48 @@
+/**
+ * The one route to a running actor, for tunnelled HTTP requests and WebSocket opens alike: wait
+ * until the registry shows the actor running (waking it on the way, through the Waker), hand
+ * the request to that generation, and when the runner answers that it does not host it (it
+ * stopped or moved meanwhile), wait for a newer generation and hand it over again. The whole
+ * route is bounded by the wake timeout.
+ */
+import { NotHosted } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ActorWatch, RunningActor } from './actor-watch.js';
+import type { WakeTrigger } from './metrics.js';
+import type { Waker } from './wakes.js';
+
+/** Hands the request to the running actor; throws NotHosted if its runner does not host that generation. */
+export type SendToActor<T> = (actor: RunningActor) => Promise<T>;
+
+export class ActorRouter {
+  constructor(
+    private readonly watch: ActorWatch,
+    private readonly waker: Waker,
+    private readonly wakeTimeoutMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Throws ActorNotFound, ActorDestroyed, ActorUnavailable (not running in time), or whatever `send` throws but NotHosted. */
+  async route<T>(actorId: string, trigger: WakeTrigger, send: SendToActor<T>): Promise<T> {
+    const deadline = Date.now() + this.wakeTimeoutMs;
+    const wake = () => this.waker.wake(actorId, trigger);
+    let staleGeneration: number | undefined;
+    for (;;) {
+      const actor = await this.watch.waitUntilRunning(actorId, {
+        deadline,
+        wake,
+        ...(staleGeneration === undefined ? {} : { staleGeneration }),
+      });
+      try {
+        return await send(actor);
+      } catch (err) {
+        if (!(err instanceof NotHosted)) throw err;
+        this.log.debug(
+          { actorId, generation: actor.generation },
+          'actor not hosted any more; waiting for the next generation',
+        );
+        staleGeneration = actor.generation;
+      }
+    }
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Fakes of the actor workflow's activities for the workflow unit tests (test/workflows), typed by
+ * the real `Activities`: they record what the workflow asked for, per actor, and answer what the
+ * test decides. No database, no runner: the workflow's decisions are the subject.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Activities } from '../../src/activities/index.js';
+import type { HibernatingRequestRef } from '../../src/protocol/runner-protocol.js';
+
+/** Far longer than a fake's attempt takes. */
+const ATTEMPT_GRACE_MS = 100;
+
+/** The activities the actor workflow calls (the reaper's `reap` is not one of them). */
+export type ActorActivityName = Exclude<keyof Activities, 'reap'>;
+
+/** One activity the workflow scheduled, with its input; retries of it are the same call. */
+export type ActivityCall = {
+  [N in ActorActivityName]: { name: N; input: Parameters<Activities[N]>[0] };
+}[ActorActivityName];
+
+export interface FakeActor {
+  /** What `listHibernatingRequests` answers. */
+  snapshot: HibernatingRequestRef[];
+  /** Without capacity `allocateActor` fails with `NoCapacity`, as the real one does, and is retried. */
+  capacity: boolean;
+  calls: ActivityCall[];
+}
+
+/** The runner each generation is placed on: generation 2 on `runner-2`, so commands show their placement. */
+export function runnerOf(generation: number): string {
+  return `runner-${generation}`;
+}
+
+export class FakeActivities {
+  private readonly actors = new Map<string, FakeActor>();
+
+  readonly activities: Activities = {
+    allocateActor: async (input) => {
+      const actor = this.record({ name: 'allocateActor', input }, input.actorId);
+      if (!actor.capacity)
+        throw ApplicationFailure.retryable('no live runner with free capacity hosts this actor', 'NoCapacity');
+      return { runnerId: runnerOf(input.generation) };
+    },
+    listHibernatingRequests: async (input) =>
+      this.record({ name: 'listHibernatingRequests', input }, input.actorId).snapshot,
+    insertAndSendCommands: async (input) => {
+      const actorId = input.commands[0]?.actorId;
+      if (actorId === undefined) throw ApplicationFailure.nonRetryable('insertAndSendCommands without commands');
+      this.record({ name: 'insertAndSendCommands', input }, actorId);
+    },
+    recordActorState: async (input) => void this.record({ name: 'recordActorState', input }, input.actorId),
+    destroyActor: async (input) => {
+      const actor = this.record({ name: 'destroyActor', input }, input.actorId);
+      // An abandoned allocation attempt may still be running: let it end before the workflow
+      // does, or the test server stops skipping time for good (see time-skipping.ts).
+      if (!actor.capacity) await delay(ATTEMPT_GRACE_MS);
+    },
+    reap: async () => {
+      throw ApplicationFailure.nonRetryable('the reaper does not run in the workflow unit tests');
+    },
+  };
+
+  /** The fake world of one actor, made on first use (with capacity and no hibernating requests). */
+  actor(actorId: string): FakeActor {
+    let actor = this.actors.get(actorId);
+    if (!actor) {
+      actor = { snapshot: [], capacity: true, calls: [] };
+      this.actors.set(actorId, actor);
+    }
+    return actor;
+  }
+
+  private record(call: ActivityCall, actorId: string): FakeActor {
+    const actor = this.actor(actorId);
+    // A retry is the same call; the workflow made it once.
+    if (Context.current().info.attempt === 1) actor.calls.push(call);
+    return actor;
+  }
+}
+
+/**
+ * One line per call, for tables: `allocateActor g2`, `listHibernatingRequests`,
+ * `startActor g2 wake @runner-2 hibernating=1`, `stopActor g1 sleep @runner-1`,
+ * `recordActorState sleeping g1`, `destroyActor error=boom`.
+ */
+export function describeCall(call: ActivityCall): string {
+  switch (call.name) {
+    case 'allocateActor':
+      return `allocateActor g${call.input.generation}`;
+    case 'listHibernatingRequests':
+      return 'listHibernatingRequests';
+    case 'insertAndSendCommands':
+      return call.input.commands
+        .map(({ command }) =>
+          command.kind === 'startActor'
+            ? `startActor g${command.generation} ${command.reason} @${call.input.runnerId} hibernating=${command.hibernatingRequests.length}`
+            : `stopActor g${command.generation} ${command.reason} @${call.input.runnerId}`,
+        )
+        .join(', ');
+    case 'recordActorState':
+      return `recordActorState ${call.input.state} g${call.input.generation}`;
+    case 'destroyActor':
+      return call.input.lastError === null ? 'destroyActor' : `destroyActor error=${call.input.lastError}`;
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * The gateway tunnel's pure parts: who may speak for a client request, the one wake
+ * de-duplicator, the one route to a running actor, and the hibernation registry's rows.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
+import type { Queryable } from '../../src/db/pool.js';
+import { ActorDestroyed, ActorTimeout, NotHosted } from '../../src/errors.js';
+import { ActorRouter } from '../../src/gateway/actor-router.js';
+import type { ActorWatch, RunningActor, WaitOptions } from '../../src/gateway/actor-watch.js';
+import { HibernationRegistry } from '../../src/gateway/hibernation-registry.js';
+import { judgeRunnerFrame, mayReportRestored, type SpeakingRunner } from '../../src/gateway/speaks-for.js';
+import { Waker } from '../../src/gateway/wakes.js';
+import { createLogger } from '../../src/log.js';
+import type { RunnerTunnelFrame, RunnerTunnelMessage } from '../../src/protocol/runner-protocol.js';
+
+const log = createLogger('test', 'silent');
+const actorId = randomUUID();
+
+describe('a runner speaks only for its own connections', () => {
+  /** Runner r-1, to which this gateway delivered the start of generation 2. */
+  const runner: SpeakingRunner = { runnerId: 'r-1', startedHere: (a, g) => a === actorId && g === 2 };
+  const frame = (message: RunnerTunnelMessage, generation = 1, forActor = actorId): RunnerTunnelFrame => ({
+    type: 'tunnel',
+    requestId: randomUUID(),
+    actorId: forActor,
+    generation,
+    message,
+  });
+  const ack: RunnerTunnelMessage = { kind: 'wsAck', index: 1 };
+  const close: RunnerTunnelMessage = { kind: 'wsClose', code: 4000, reason: 'x' };
+  const accepted: RunnerTunnelMessage = { kind: 'wsOpenAck', hibernatable: true };
+
+  it('is heard about a request attached to it, for the actor the request is for', () => {
+    expect(judgeRunnerFrame(runner, frame(ack), { actorId, runnerId: 'r-1' })).toBe('take');
+    expect(
+      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', data: 'hi', binary: false }), { actorId, runnerId: 'r-1' }),
+    ).toBe('take');
+    expect(judgeRunnerFrame(runner, frame(ack, 1, randomUUID()), { actorId, runnerId: 'r-1' })).toBe('drop');
+  });
+
+  it('is not heard about a request attached elsewhere, or hibernating', () => {
+    expect(judgeRunnerFrame(runner, frame(ack), { actorId, runnerId: 'r-2' })).toBe('drop');
+    expect(
+      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', data: 'forged', binary: false }), {
+        actorId,
+        runnerId: null,
+      }),
+    ).toBe('drop');
+    expect(judgeRunnerFrame(runner, frame(close), { actorId, runnerId: 'r-2' })).toBe('drop');
+    expect(judgeRunnerFrame(runner, frame({ kind: 'notHosted', message: 'x' }), { actorId, runnerId: 'r-2' })).toBe(
+      'drop',
+    );
+  });
+
+  it('may close a request from the start this gateway gave it (L\\M), and nothing more', () => {
+    expect(judgeRunnerFrame(runner, frame(close, 2), { actorId, runnerId: null })).toBe('take');
+    expect(judgeRunnerFrame(runner, frame(ack, 2), { actorId, runnerId: null })).toBe('drop');
+    expect(judgeRunnerFrame(runner, frame(close, 2, randomUUID()), { actorId, runnerId: null })).toBe('drop');
+  });
+
+  it('hears a close for an acceptance whose client has gone, if the start was given to it', () => {
+    expect(judgeRunnerFrame(runner, frame(accepted, 2), undefined)).toBe('closeOrphan');
+    expect(judgeRunnerFrame(runner, frame(accepted, 1), undefined)).toBe('drop');
+    expect(judgeRunnerFrame(runner, frame(ack, 2), undefined)).toBe('drop');
+  });
+
+  it('reports what a start restored only for a start given to it', () => {
+    expect(mayReportRestored(runner, actorId, 2)).toBe(true);
+    expect(mayReportRestored(runner, actorId, 3)).toBe(false);
+  });
+});
+
+describe('Waker', () => {
+  function waker(signal: (actorId: string) => Promise<unknown> = async () => true) {
+    const woken: string[] = [];
+    const w = new Waker({ signal, onWake: (id, trigger) => woken.push(`${id}:${trigger}`), log });
+    return { w, woken };
+  }
+
+  it('sends one wake per actor until its state changes, whoever asks', () => {
+    const { w, woken } = waker();
+    w.wake('a', 'http');
+    w.wake('a', 'websocket');
+    w.wake('b', 'websocket');
+    expect(woken).toEqual(['a:http', 'b:websocket']);
+    w.onNotice('a');
+    w.wake('a', 'websocket');
+    w.wake('b', 'http');
+    expect(woken).toEqual(['a:http', 'b:websocket', 'a:websocket']);
+  });
+
+  it('lets every actor be woken again once notices may have been missed', () => {
+    const { w, woken } = waker();
+    w.wake('a', 'http');
+    w.onReconnect();
+    w.wake('a', 'http');
+    expect(woken).toHaveLength(2);
+  });
+
+  it('lets the next wake through when a signal failed', async () => {
+    const signal = vi.fn(async () => {
+      throw new Error('temporal down');
+    });
+    const { w } = waker(signal);
+    w.wake('a', 'http');
+    await vi.waitFor(() => expect(signal).toHaveBeenCalledTimes(1));
+    await new Promise((r) => setImmediate(r));
+    w.wake('a', 'http');
+    expect(signal).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe('ActorRouter', () => {
+  const running = (generation: number): RunningActor =>
+    ({
+      actorId,
+      name: 'chat',
+      key: null,
+      state: 'running',
+      generation,
+      runnerId: `r-${generation}`,
+    }) as unknown as RunningActor;
+
+  /** A watch that answers each wait from a script, and records what each wait asked for. */
+  function watchOf(answers: (RunningActor | Error)[]) {
+    const waits: WaitOptions[] = [];
+    const watch = {
+      waitUntilRunning: async (_id: string, options: WaitOptions) => {
+        waits.push(options);
+        const next = answers.shift()!;
+        if (next instanceof Error) throw next;
+        return next;
+      },
+    } as unknown as ActorWatch;
+    return { watch, waits };
+  }
+  const waker = new Waker({ signal: async () => true, onWake: () => undefined, log });
+
+  it('sends to the running generation, and on NotHosted waits for a newer one', async () => {
+    const { watch, waits } = watchOf([running(1), running(2)]);
+    const router = new ActorRouter(watch, waker, 1000, log);
+    const sent: number[] = [];
+    const answer = await router.route(actorId, 'http', async (actor) => {
+      sent.push(actor.generation);
+      if (actor.generation === 1) throw new NotHosted('moved');
+      return 'ok';
+    });
+    expect(answer).toBe('ok');
+    expect(sent).toEqual([1, 2]);
+    expect(waits.map((w) => w.staleGeneration)).toEqual([undefined, 1]);
+    expect(waits[0]!.deadline).toBe(waits[1]!.deadline); // one deadline for the whole route
+  });
+
+  it('passes every other error through, catalog errors as they are', async () => {
+    const { watch } = watchOf([new ActorDestroyed(actorId)]);
+    await expect(
+      new ActorRouter(watch, waker, 1000, log).route(actorId, 'http', async () => 'never'),
+    ).rejects.toBeInstanceOf(ActorDestroyed);
+    const { watch: again } = watchOf([running(1)]);
+    const timeout = new ActorTimeout('slow');
+    await expect(
+      new ActorRouter(again, waker, 1000, log).route(actorId, 'http', async () => Promise.reject(timeout)),
+    ).rejects.toBe(timeout);
+  });
+});
+
+describe('HibernationRegistry', () => {
+  function db() {
+    const queries: string[] = [];
+    const fake = {
+      query: async (sql: string) => (queries.push(sql.trim().split(/\s+/)[0]!), { rows: [], rowCount: 1 }),
+    } as unknown as Queryable;
+    return { fake, queries };
+  }
+
+  it('deletes a row only if it wrote it, and only once (H1, H4)', async () => {
+    const { fake, queries } = db();
+    const registry = new HibernationRegistry(fake, 'gw-1');
+    await registry.unregister('never-registered', log);
+    expect(queries).toEqual([]);
+    await registry.register('req-1', actorId);
+    await registry.unregister('req-1', log);
+    await registry.unregister('req-1', log);
+    expect(queries).toEqual(['INSERT', 'DELETE']);
+  });
+
+  it('keeps no claim on a row it could not write', async () => {
+    const queries: string[] = [];
+    const insertFails = {
+      query: async (sql: string) => {
+        queries.push(sql.trim().split(/\s+/)[0]!);
+        if (sql.trim().startsWith('INSERT')) throw new Error('db down');
+        return { rows: [], rowCount: 1 };
+      },
+    } as unknown as Queryable;
+    const registry = new HibernationRegistry(insertFails, 'gw-1');
+    await expect(registry.register('req-1', actorId)).rejects.toThrow('db down');
+    await registry.unregister('req-1', log);
+    expect(queries).toEqual(['INSERT']);
+  });
+});
