@@ -11,7 +11,10 @@ export default tseslint.config(
   {
     languageOptions: {
       globals: globals.node,
-      parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.mjs', 'bin/*.mjs', 'dev/*.mjs', 'docker/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ['*.js', '*.mjs', 'bin/*.mjs', 'dev/*.mjs', 'docker/*.mjs'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
     rules: {
       // `void promise` marks a deliberate fire-and-forget; anything else must be awaited or handled.
@@ -28,7 +31,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/dev/*', '**/test/*', '**/bench/*'], message: 'src/ ships alone: it must not import the dev stack, tests or benchmarks.' }] },
+        {
+          patterns: [
+            {
+              group: ['**/dev/*', '**/test/*', '**/bench/*'],
+              message: 'src/ ships alone: it must not import the dev stack, tests or benchmarks.',
+            },
+          ],
+        },
       ],
     },
   },
@@ -41,7 +51,11 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['node:*'], message: 'workflows are deterministic: no Node modules.' },
-            { group: ['../db/*', '../gateway/*', '../runner/*', '../activities/*'], allowTypeImports: true, message: 'workflows reach the world only through activities (type imports are fine).' },
+            {
+              group: ['../db/*', '../gateway/*', '../runner/*', '../activities/*'],
+              allowTypeImports: true,
+              message: 'workflows reach the world only through activities (type imports are fine).',
+            },
           ],
         },
       ],

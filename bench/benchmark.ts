@@ -155,7 +155,8 @@ export async function measureInterleaved(
       const elapsed = await timed(() => (which === 'subject' ? subject : baseline)(i, context.signal));
       if (i >= flags.warmup) samples[which].push(elapsed);
     }
-    if ((i + 1) % 10 === 0 || i + 1 === total) context.log.info({ done: i + 1, of: total, warmup: flags.warmup }, 'iterations');
+    if ((i + 1) % 10 === 0 || i + 1 === total)
+      context.log.info({ done: i + 1, of: total, warmup: flags.warmup }, 'iterations');
   }
   // The figure carries the subject's p99 only; the baseline's belongs in the diagnostics.
   context.log.info({ subject: spread(samples.subject), baseline: spread(samples.baseline) }, 'measured');

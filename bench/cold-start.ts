@@ -30,7 +30,7 @@ const STAY_AWAKE_INPUT = { sleepAfterMs: 60 * 60_000 };
 
 export const coldStart: Benchmark<ColdStartFlags> = {
   name: 'cold-start',
-  description: 'POST /actors to the actor\'s first HTTP reply, vs a workflow of three no-op activities',
+  description: "POST /actors to the actor's first HTTP reply, vs a workflow of three no-op activities",
   declareFlags(command: Command) {
     declareSampleFlags(command, { n: 100, warmup: 5 });
     declareStackFlags(command, { workers: 1, runners: 1 });
@@ -66,15 +66,20 @@ export async function createAndReach(gatewayUrl: string, key: string, stop: Abor
     }),
     201,
   )) as { actor: { actorId: string } };
-  const state = (await expectJson(await fetch(`${gatewayUrl}/actors/${created.actor.actorId}/http/state`, { signal }), 200)) as {
+  const state = (await expectJson(
+    await fetch(`${gatewayUrl}/actors/${created.actor.actorId}/http/state`, { signal }),
+    200,
+  )) as {
     generation?: unknown;
   };
   // A reply from the actor itself, not from the gateway: the chat actor reports its generation.
-  if (typeof state.generation !== 'number') throw new Error(`GET /state answered ${JSON.stringify(state)}, not the chat actor's state`);
+  if (typeof state.generation !== 'number')
+    throw new Error(`GET /state answered ${JSON.stringify(state)}, not the chat actor's state`);
 }
 
 async function expectJson(response: Response, status: number): Promise<unknown> {
   const text = await response.text();
-  if (response.status !== status) throw new Error(`${response.url}: expected ${status}, got ${response.status}: ${text}`);
+  if (response.status !== status)
+    throw new Error(`${response.url}: expected ${status}, got ${response.status}: ${text}`);
   return JSON.parse(text) as unknown;
 }

@@ -19,7 +19,14 @@ import { freePort } from '../dev/free-port.js';
 import { waitFor } from '../dev/wait.js';
 import type { LocalStack } from '../dev/local-stack.js';
 import { retainedBytes } from './inspector.js';
-import { declareStackFlags, withBenchStack, type BenchContext, type Benchmark, type QuantityFigure, type StackFlags } from './benchmark.js';
+import {
+  declareStackFlags,
+  withBenchStack,
+  type BenchContext,
+  type Benchmark,
+  type QuantityFigure,
+  type StackFlags,
+} from './benchmark.js';
 
 const STATISTICS_QUIET_MS = 15_000;
 
@@ -57,13 +64,30 @@ export const hibernatingSockets: Benchmark<Flags> = {
         await putToSleep(measured.url, roomId);
         const after = await retainedBytes(measured.inspectorPort);
 
-        context.log.info({ seconds: flags.seconds, sockets: flags.sockets }, 'counting writes with the sockets hibernating');
+        context.log.info(
+          { seconds: flags.seconds, sockets: flags.sockets },
+          'counting writes with the sockets hibernating',
+        );
         const hibernating = await writesDuring(db, flags.seconds, context);
 
         const bare = await bareServerBytesPerSocket(stack, flags.sockets);
         return [
-          quantity('hibernating-sockets.pg-writes-per-minute', flags.sockets, hibernating, 'writes/min', 'no sockets', idle),
-          quantity('hibernating-sockets.gateway-bytes-per-socket', flags.sockets, (after - before) / flags.sockets, 'bytes', 'bare ws server', bare),
+          quantity(
+            'hibernating-sockets.pg-writes-per-minute',
+            flags.sockets,
+            hibernating,
+            'writes/min',
+            'no sockets',
+            idle,
+          ),
+          quantity(
+            'hibernating-sockets.gateway-bytes-per-socket',
+            flags.sockets,
+            (after - before) / flags.sockets,
+            'bytes',
+            'bare ws server',
+            bare,
+          ),
         ];
       } finally {
         for (const ws of clients) ws.terminate();
@@ -80,7 +104,11 @@ async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; i
   await stack.startProcess({
     name: 'gateway-measured',
     script: fileURLToPath(new URL('../src/gateway/main.ts', import.meta.url)),
-    env: { DORMOUSE_GATEWAY_PORT: String(port), DORMOUSE_GATEWAY_URL: url, NODE_OPTIONS: `--inspect=127.0.0.1:${inspectorPort}` },
+    env: {
+      DORMOUSE_GATEWAY_PORT: String(port),
+      DORMOUSE_GATEWAY_URL: url,
+      NODE_OPTIONS: `--inspect=127.0.0.1:${inspectorPort}`,
+    },
   });
   await stack.startProcess({
     name: 'runner-measured',
@@ -90,7 +118,14 @@ async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; i
   return { url, inspectorPort };
 }
 
-function quantity(bench: string, n: number, value: number, unit: string, baseline: string, baselineValue: number): QuantityFigure {
+function quantity(
+  bench: string,
+  n: number,
+  value: number,
+  unit: string,
+  baseline: string,
+  baselineValue: number,
+): QuantityFigure {
   return {
     bench,
     n,
@@ -112,7 +147,9 @@ async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext)
   const before = await tableWrites(db);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const after = await tableWrites(db);
-  const changed = [...after].map(([table, n]): [string, number] => [table, n - (before.get(table) ?? 0)]).filter(([, n]) => n !== 0);
+  const changed = [...after]
+    .map(([table, n]): [string, number] => [table, n - (before.get(table) ?? 0)])
+    .filter(([, n]) => n !== 0);
   const byTable = Object.fromEntries(changed);
   const total = changed.reduce((sum, [, n]) => sum + n, 0);
   context.log.info({ byTable, total, seconds }, 'writes in the window');
@@ -125,7 +162,11 @@ async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext)
  */
 async function statisticsSettled(db: pg.Pool, context: BenchContext): Promise<void> {
   const periodic = new Set(['runners', 'gateways']);
-  const snapshot = async () => [...(await tableWrites(db))].filter(([t]) => !periodic.has(t)).map(([t, n]) => `${t}=${n}`).join();
+  const snapshot = async () =>
+    [...(await tableWrites(db))]
+      .filter(([t]) => !periodic.has(t))
+      .map(([t, n]) => `${t}=${n}`)
+      .join();
   let last = await snapshot();
   let quietSince = Date.now();
   await waitFor(
@@ -166,7 +207,9 @@ async function createRoom(gatewayUrl: string): Promise<string> {
 async function putToSleep(gatewayUrl: string, actorId: string): Promise<void> {
   await fetch(`${gatewayUrl}/actors/${actorId}/sleep`, { method: 'POST' });
   await waitFor(
-    async () => ((await (await fetch(`${gatewayUrl}/actors/${actorId}`)).json()) as { actor: { state: string } }).actor.state === 'sleeping',
+    async () =>
+      ((await (await fetch(`${gatewayUrl}/actors/${actorId}`)).json()) as { actor: { state: string } }).actor.state ===
+      'sleeping',
     { timeoutMs: 60_000, message: 'the room asleep' },
   );
 }
@@ -176,7 +219,9 @@ async function openSockets(url: string, n: number): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i += 100) {
     const batch = Array.from({ length: Math.min(100, n - i) }, () => new WebSocket(url));
-    await Promise.all(batch.map((ws) => new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))));
+    await Promise.all(
+      batch.map((ws) => new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))),
+    );
     sockets.push(...batch);
   }
   return sockets;
@@ -200,4 +245,3 @@ async function bareServerBytesPerSocket(stack: LocalStack, n: number): Promise<n
 function wsBase(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');
 }
-

@@ -7,7 +7,9 @@ import WebSocket from 'ws';
 import { wsText } from '../src/util/ws-data.js';
 
 export async function retainedBytes(inspectorPort: number): Promise<number> {
-  const [target] = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+  const [target] = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as {
+    webSocketDebuggerUrl: string;
+  }[];
   if (!target) throw new Error(`no inspector target on port ${inspectorPort}`);
   const ws = new WebSocket(target.webSocketDebuggerUrl);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));

@@ -15,7 +15,9 @@ import { coldStart } from './cold-start.js';
 import { hibernatingSockets } from './hibernating-sockets.js';
 import { wake } from './wake.js';
 
-const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([coldStart, wake, hibernatingSockets].map((bench) => [bench.name, bench]));
+const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map(
+  [coldStart, wake, hibernatingSockets].map((bench) => [bench.name, bench]),
+);
 
 const USAGE_ERROR = 2;
 const INTERRUPTED = 130;
@@ -71,8 +73,24 @@ function parseFlags(bench: Benchmark, args: string[]): OptionValues | number {
 function printFigure(figure: Figure): void {
   const line =
     'median_ms' in figure
-      ? (({ bench, n, median_ms, p99_ms, baseline, baseline_median_ms, ratio }) => ({ bench, n, median_ms, p99_ms, baseline, baseline_median_ms, ratio }))(figure)
-      : (({ bench, n, value, unit, baseline, baseline_value, ratio }) => ({ bench, n, value, unit, baseline, baseline_value, ratio }))(figure);
+      ? (({ bench, n, median_ms, p99_ms, baseline, baseline_median_ms, ratio }) => ({
+          bench,
+          n,
+          median_ms,
+          p99_ms,
+          baseline,
+          baseline_median_ms,
+          ratio,
+        }))(figure)
+      : (({ bench, n, value, unit, baseline, baseline_value, ratio }) => ({
+          bench,
+          n,
+          value,
+          unit,
+          baseline,
+          baseline_value,
+          ratio,
+        }))(figure);
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 

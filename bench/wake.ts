@@ -93,7 +93,10 @@ class Room {
   /** Sends one message and resolves when its broadcast arrives (the only traffic on the socket). */
   private message(text: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no broadcast of "${text}" within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`no broadcast of "${text}" within ${STEP_TIMEOUT_MS} ms`)),
+        STEP_TIMEOUT_MS,
+      );
       this.ws.once('message', (data) => {
         clearTimeout(timer);
         const { text: echoed } = JSON.parse(wsText(data)) as { text: string };

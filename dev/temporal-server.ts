@@ -50,7 +50,8 @@ export async function startTemporalDevServer(options: StartTemporalDevServerOpti
   const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'error'];
   args.push(...(uiPort === null ? ['--headless'] : ['--ui-port', String(uiPort)]));
   if (dbFile) args.push('--db-filename', dbFile);
-  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${value}`);
+  for (const [key, value] of Object.entries(options.dynamicConfig ?? {}))
+    args.push('--dynamic-config-value', `${key}=${value}`);
 
   // Its own process group, so stop() reaches everything it runs and a terminal's Ctrl-C reaches
   // only its parent, which stops it last (after the workers that use it).
@@ -91,12 +92,15 @@ export async function startTemporalDevServer(options: StartTemporalDevServerOpti
     died.abort(new Error(`Temporal dev server exited while starting (${describeExit(exit)}):\n${tail.join('\n')}`)),
   );
   try {
-    await waitFor(() => cliSucceeds(cliPath, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', address]), {
-      timeoutMs: READY_TIMEOUT_MS,
-      intervalMs: 200,
-      message: `Temporal dev server (\`${cliPath} ${args.join(' ')}\`) to serve on ${address}`,
-      signal: died.signal,
-    });
+    await waitFor(
+      () => cliSucceeds(cliPath, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', address]),
+      {
+        timeoutMs: READY_TIMEOUT_MS,
+        intervalMs: 200,
+        message: `Temporal dev server (\`${cliPath} ${args.join(' ')}\`) to serve on ${address}`,
+        signal: died.signal,
+      },
+    );
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;
@@ -114,7 +118,9 @@ export async function ensureNamespace(cliPath: string, address: string, namespac
     const create = await runCli(cliPath, ['operator', 'namespace', 'create', ...target]);
     // Someone else may have created it in between: that is as good.
     if (create.exitCode !== 0 && !/already exists/i.test(create.stderr)) {
-      throw new Error(`cannot create Temporal namespace ${namespace}: ${describeFailure(cliPath, create.args, create)}`);
+      throw new Error(
+        `cannot create Temporal namespace ${namespace}: ${describeFailure(cliPath, create.args, create)}`,
+      );
     }
   }
 
@@ -128,7 +134,9 @@ export async function ensureNamespace(cliPath: string, address: string, namespac
   for (const { name, type } of ACTOR_SEARCH_ATTRIBUTES) {
     if (registered.get(name) === type) continue;
     if (registered.has(name)) {
-      throw new Error(`search attribute ${name} in namespace ${namespace} has type ${registered.get(name)}, Dormouse needs ${type}`);
+      throw new Error(
+        `search attribute ${name} in namespace ${namespace} has type ${registered.get(name)}, Dormouse needs ${type}`,
+      );
     }
     // One call per attribute: the CLI takes one --type, and given several --name it silently
     // registers only the first (CLI 1.9.1).
@@ -152,7 +160,16 @@ export async function ensureNamespace(cliPath: string, address: string, namespac
  * background); one that is already gone is fine. For the namespaces ephemeral stacks make.
  */
 export async function deleteNamespace(cliPath: string, address: string, namespace: string): Promise<void> {
-  const result = await runCli(cliPath, ['operator', 'namespace', 'delete', '--yes', '--namespace', namespace, '--address', address]);
+  const result = await runCli(cliPath, [
+    'operator',
+    'namespace',
+    'delete',
+    '--yes',
+    '--namespace',
+    namespace,
+    '--address',
+    address,
+  ]);
   if (result.exitCode !== 0 && !/not found/i.test(result.stderr)) {
     throw new Error(`cannot delete Temporal namespace ${namespace}: ${describeFailure(cliPath, result.args, result)}`);
   }
@@ -168,7 +185,10 @@ async function listSearchAttributes(cliPath: string, target: string[]): Promise<
   }
   const parsed = JSON.parse(list.stdout) as { customAttributes?: Record<string, string> };
   return new Map(
-    Object.entries(parsed.customAttributes ?? {}).map(([name, type]) => [name, type.replace(/^INDEXED_VALUE_TYPE_/, '')]),
+    Object.entries(parsed.customAttributes ?? {}).map(([name, type]) => [
+      name,
+      type.replace(/^INDEXED_VALUE_TYPE_/, ''),
+    ]),
   );
 }
 

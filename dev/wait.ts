@@ -58,9 +58,9 @@ export async function waitFor<T>(
  * Like Promise.all, but waits for every promise to settle before rejecting with the first
  * failure, so that nothing started in parallel is still starting when the caller cleans up.
  */
-export async function allSettledOrThrow<T extends readonly unknown[]>(
-  promises: { [K in keyof T]: Promise<T[K]> },
-): Promise<T> {
+export async function allSettledOrThrow<T extends readonly unknown[]>(promises: {
+  [K in keyof T]: Promise<T[K]>;
+}): Promise<T> {
   const results = await Promise.allSettled(promises);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;

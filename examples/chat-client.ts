@@ -12,7 +12,14 @@ import { ClientCloseCode } from '../src/protocol/client-close-codes.js';
 import { wsText } from '../src/util/ws-data.js';
 
 /** Close codes after which reconnecting makes sense. */
-const RECONNECT_ON = new Set<number>([1006, ClientCloseCode.GoingAway, ClientCloseCode.ServiceRestart, ClientCloseCode.ActorStopped, ClientCloseCode.UnknownConnection, ClientCloseCode.ActorUnavailable]);
+const RECONNECT_ON = new Set<number>([
+  1006,
+  ClientCloseCode.GoingAway,
+  ClientCloseCode.ServiceRestart,
+  ClientCloseCode.ActorStopped,
+  ClientCloseCode.UnknownConnection,
+  ClientCloseCode.ActorUnavailable,
+]);
 
 const program = new Command()
   .requiredOption('--room <name>', 'the room (actor key) to join')

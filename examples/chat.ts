@@ -63,7 +63,8 @@ export const chat = defineActor<ChatState, ChatInput | null>({
     }
     if (request.method === 'POST' && pathname === '/messages') {
       const body = (await request.json().catch(() => null)) as { from?: unknown; text?: unknown } | null;
-      if (!body || typeof body.text !== 'string') return Response.json({ error: 'body must be {from?, text}' }, { status: 400 });
+      if (!body || typeof body.text !== 'string')
+        return Response.json({ error: 'body must be {from?, text}' }, { status: 400 });
       return Response.json(post(ctx, typeof body.from === 'string' ? body.from : 'http', body.text), { status: 201 });
     }
     return Response.json({ error: `no route ${request.method} ${pathname}` }, { status: 404 });

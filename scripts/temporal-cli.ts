@@ -29,7 +29,9 @@ async function main(args: string[]): Promise<number> {
       console.error(errorMessage(err));
       return 1;
     }
-    console.error(`temporal-cli: WARNING: could not install the Temporal CLI; \`npm start\` and \`npm test\` need it.\n${errorMessage(err)}`);
+    console.error(
+      `temporal-cli: WARNING: could not install the Temporal CLI; \`npm start\` and \`npm test\` need it.\n${errorMessage(err)}`,
+    );
     return 0;
   }
 }

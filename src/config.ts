@@ -25,7 +25,10 @@ const envSchema = z.object({
   /** Runner side: the token it presents on /runners/connect. */
   DORMOUSE_RUNNER_TOKEN: z.string().min(1).optional(),
   /** Worker side: `host:port` for the Temporal SDK's Prometheus exporter; off when unset. */
-  DORMOUSE_WORKER_METRICS_ADDRESS: z.string().regex(/^[^:]+:\d+$/, 'must be host:port').optional(),
+  DORMOUSE_WORKER_METRICS_ADDRESS: z
+    .string()
+    .regex(/^[^:]+:\d+$/, 'must be host:port')
+    .optional(),
 
   DORMOUSE_GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
   DORMOUSE_GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(6420),
@@ -33,9 +36,17 @@ const envSchema = z.object({
   DORMOUSE_GATEWAY_URL: z.string().url().optional(),
   DORMOUSE_GATEWAY_ID: z.string().min(1).optional(),
   /** Largest management-API or tunnelled HTTP body. */
-  DORMOUSE_MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  DORMOUSE_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
   /** Largest client WebSocket message; bigger ones close the socket with 1009. */
-  DORMOUSE_MAX_MESSAGE_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  DORMOUSE_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
   /** How long a tunnelled HTTP request waits for its actor to answer. */
   DORMOUSE_REQUEST_TIMEOUT_MS: ms(60 * SECOND),
 
@@ -47,7 +58,11 @@ const envSchema = z.object({
   DORMOUSE_WAKE_TIMEOUT_MS: ms(90 * SECOND),
   DORMOUSE_ACK_TIMEOUT_MS: ms(30 * SECOND),
   DORMOUSE_PENDING_FRAMES: z.coerce.number().int().positive().default(65_535),
-  DORMOUSE_PENDING_BYTES: z.coerce.number().int().positive().default(128 * 1024 * 1024),
+  DORMOUSE_PENDING_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(128 * 1024 * 1024),
   DORMOUSE_BACKOFF_BASE_MS: ms(2 * SECOND),
   DORMOUSE_BACKOFF_MAX_EXPONENT: z.coerce.number().int().min(0).max(20).default(8),
   DORMOUSE_BACKOFF_RESET_MS: ms(10 * MINUTE),
@@ -179,7 +194,8 @@ function parseRunnerTokens(value: string | undefined): ReadonlyMap<string, strin
   const tokens = new Map<string, string>();
   for (const entry of value ? value.split(',') : []) {
     const [pool, token, ...rest] = entry.trim().split('=');
-    if (!pool || !token || rest.length > 0) throw new ConfigError('invalid configuration: DORMOUSE_RUNNER_TOKENS: expected pool=token,pool2=token2');
+    if (!pool || !token || rest.length > 0)
+      throw new ConfigError('invalid configuration: DORMOUSE_RUNNER_TOKENS: expected pool=token,pool2=token2');
     tokens.set(pool, token);
   }
   return tokens;
@@ -196,6 +212,8 @@ export function requireGatewayTokens(config: Config): void {
     config.auth.runnerTokens.size > 0 ? null : 'DORMOUSE_RUNNER_TOKENS',
   ].filter((name) => name !== null);
   if (missing.length > 0) {
-    throw new ConfigError(`${missing.join(' and ')} must be set outside development mode (or set DORMOUSE_MODE=development)`);
+    throw new ConfigError(
+      `${missing.join(' and ')} must be set outside development mode (or set DORMOUSE_MODE=development)`,
+    );
   }
 }

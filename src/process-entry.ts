@@ -20,7 +20,10 @@ export interface Service {
  * then stops it. Its failure, a bad configuration included, goes to the same pino stream as
  * everything else, so that whoever collects the logs sees why it died. Resolves with the exit code.
  */
-export async function runService(component: string, start: (config: Config, log: Logger) => Promise<Service>): Promise<number> {
+export async function runService(
+  component: string,
+  start: (config: Config, log: Logger) => Promise<Service>,
+): Promise<number> {
   // Made before the configuration is read, so that a bad configuration is logged like any failure.
   const log = createLogger(component, 'info');
   try {

@@ -2,7 +2,13 @@
  * The client side of the actor workflows, shared by the gateway (create, signal), the reaper
  * activity (repair, runner lost) and the tests: how an actor workflow is started and reached.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type SignalDefinition } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type SignalDefinition,
+} from '@temporalio/client';
 import type { Config } from './config.js';
 import type { Actor } from './db/actors.js';
 import { actorWorkflowId, type ActorTiming, type ActorWorkflowInput } from './workflows/actor-api.js';

@@ -38,7 +38,13 @@ export async function startWorker(config: Config, log: Logger, faults?: Faults):
     ...(config.worker.workflowBundle
       ? { workflowBundle: { codePath: config.worker.workflowBundle } }
       : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities({ db, client, config, log: log.child({ part: 'activities' }), ...(faults ? { faults } : {}) }),
+    activities: createActivities({
+      db,
+      client,
+      config,
+      log: log.child({ part: 'activities' }),
+      ...(faults ? { faults } : {}),
+    }),
     shutdownGraceTime: config.worker.shutdownGraceMs,
   });
   if (!config.worker.workflowBundle) log.warn('no DORMOUSE_WORKFLOW_BUNDLE: bundled the workflows at start-up');

@@ -8,11 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ReadinessError } from '../dev/processes.js';
 import { createLogger } from '../src/log.js';
-import { RunnerCloseCode, SUPPORTED_PROTOCOL_VERSIONS, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
+import {
+  RunnerCloseCode,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  parseGatewayFrame,
+  type GatewayToRunner,
+} from '../src/protocol/runner-protocol.js';
 import { createRunner } from '../src/runner/index.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
 import { TestClient } from './harness/ws-client.js';
+import { wsText } from '../src/util/ws-data.js';
 
 const ADMIN = 'admin-token-0123456789';
 const RUNNER = 'runner-token-default';
@@ -21,7 +27,11 @@ let stack: TestStack;
 
 beforeAll(async () => {
   stack = await createTestStack({
-    env: { DORMOUSE_MODE: 'production', DORMOUSE_ADMIN_TOKEN: ADMIN, DORMOUSE_RUNNER_TOKENS: `default=${RUNNER},other=${OTHER}` },
+    env: {
+      DORMOUSE_MODE: 'production',
+      DORMOUSE_ADMIN_TOKEN: ADMIN,
+      DORMOUSE_RUNNER_TOKENS: `default=${RUNNER},other=${OTHER}`,
+    },
     runners: [{ name: 'runner-a', env: { DORMOUSE_RUNNER_TOKEN: RUNNER } }],
   });
 });
@@ -37,25 +47,47 @@ async function api(method: string, path: string, options: { token?: string; body
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
     signal: AbortSignal.timeout(30_000),
   });
-  return { status: response.status, body: (await response.json()) as { actor?: { actorId: string; state: string; generation: number; crashCount: number }; error?: { code: string } } };
+  return {
+    status: response.status,
+    body: (await response.json()) as {
+      actor?: { actorId: string; state: string; generation: number; crashCount: number };
+      error?: { code: string };
+    },
+  };
 }
 
 async function createRunning(key: string): Promise<string> {
   const created = await api('POST', '/actors', { token: ADMIN, body: { name: 'probe', key } });
   expect(created.status).toBe(201);
   const actorId = created.body.actor!.actorId;
-  await waitFor(async () => (await api('GET', `/actors/${actorId}`, { token: ADMIN })).body.actor?.state === 'running', { timeoutMs: 20_000, message: 'running' });
+  await waitFor(
+    async () => (await api('GET', `/actors/${actorId}`, { token: ADMIN })).body.actor?.state === 'running',
+    { timeoutMs: 20_000, message: 'running' },
+  );
   return actorId;
 }
 
 const connectUrl = () => `${stack.gatewayUrl.replace(/^http/, 'ws')}/runners/connect`;
-const hello = (pool: string) => ({ type: 'hello', protocolVersions: SUPPORTED_PROTOCOL_VERSIONS, runnerId: randomUUID(), name: 'rogue', pool, capacity: 1, actorNames: ['unhosted'], actors: [] });
+const hello = (pool: string) => ({
+  type: 'hello',
+  protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
+  runnerId: randomUUID(),
+  name: 'rogue',
+  pool,
+  capacity: 1,
+  actorNames: ['unhosted'],
+  actors: [],
+});
 
 describe('outside development mode', () => {
   it('the gateway refuses to start without its tokens', async () => {
-    const err = await stack.startGateway({ env: { DORMOUSE_ADMIN_TOKEN: '', DORMOUSE_RUNNER_TOKENS: '' } }).catch((e: unknown) => e);
+    const err = await stack
+      .startGateway({ env: { DORMOUSE_ADMIN_TOKEN: '', DORMOUSE_RUNNER_TOKENS: '' } })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ReadinessError);
-    expect((err as Error).message).toContain('DORMOUSE_ADMIN_TOKEN and DORMOUSE_RUNNER_TOKENS must be set outside development mode');
+    expect((err as Error).message).toContain(
+      'DORMOUSE_ADMIN_TOKEN and DORMOUSE_RUNNER_TOKENS must be set outside development mode',
+    );
   });
 });
 
@@ -64,11 +96,11 @@ describe('the management API', () => {
     ['no token', undefined],
     ['a wrong token', 'not-the-admin-token'],
   ])('refuses %s with 401 and creates nothing', async (_what, token) => {
-    const before = (await stack.db.query('SELECT count(*)::int AS n FROM actors')).rows[0].n;
+    const before = (await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM actors')).rows[0]?.n;
     const res = await api('POST', '/actors', { ...(token ? { token } : {}), body: { name: 'chat' } });
     expect(res).toMatchObject({ status: 401, body: { error: { code: 'unauthorized' } } });
     expect((await api('GET', '/actors', token ? { token } : {})).status).toBe(401);
-    expect((await stack.db.query('SELECT count(*)::int AS n FROM actors')).rows[0].n).toBe(before);
+    expect((await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM actors')).rows[0]?.n).toBe(before);
   });
 
   it('serves the admin token, while tunnelled traffic needs none', async () => {
@@ -114,7 +146,7 @@ describe('a runner with a valid token', () => {
     const ws = new WebSocket(connectUrl(), { headers: { authorization: `Bearer ${RUNNER}` } });
     const frames: GatewayToRunner[] = [];
     ws.on('message', (data) => {
-      const parsed = parseGatewayFrame(data.toString());
+      const parsed = parseGatewayFrame(wsText(data));
       if (parsed.ok) frames.push(parsed.message);
     });
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -127,17 +159,40 @@ describe('a runner with a valid token', () => {
     const actorId = await createRunning('not-yours');
     const { ws, frames } = await rogue();
     // Fresh indices (the real runner has sent only index 0, `running`): a workflow would take them.
-    const forged = [1, 2, 3].map((index) => ({ actorId, generation: 1, index, event: { kind: 'stopped', code: 'error', message: 'forged' } }));
+    const forged = [1, 2, 3].map((index) => ({
+      actorId,
+      generation: 1,
+      index,
+      event: { kind: 'stopped', code: 'error', message: 'forged' },
+    }));
     ws.send(JSON.stringify({ type: 'events', events: forged }));
-    await waitFor(() => frames.some((f) => f.type === 'ackEvents'), { timeoutMs: 10_000, message: 'the forged event acknowledged (and dropped)' });
-    ws.send(JSON.stringify({ type: 'kvRequest', kvId: 1, actorId, generation: 1, op: { kind: 'write', put: [{ key: 'x', value: 'eA==' }], delete: [] } }));
-    const kv = await waitFor(() => frames.find((f) => f.type === 'kvResponse'), { timeoutMs: 10_000, message: 'kv answer' });
+    await waitFor(() => frames.some((f) => f.type === 'ackEvents'), {
+      timeoutMs: 10_000,
+      message: 'the forged event acknowledged (and dropped)',
+    });
+    ws.send(
+      JSON.stringify({
+        type: 'kvRequest',
+        kvId: 1,
+        actorId,
+        generation: 1,
+        op: { kind: 'write', put: [{ key: 'x', value: 'eA==' }], delete: [] },
+      }),
+    );
+    const kv = await waitFor(() => frames.find((f) => f.type === 'kvResponse'), {
+      timeoutMs: 10_000,
+      message: 'kv answer',
+    });
     expect(kv).toMatchObject({ result: { ok: false, code: 'fenced' } });
 
     // The actor is untouched: still running its first generation, no crash recorded.
     const state = await fetch(`${stack.gatewayUrl}/actors/${actorId}/http/state`);
     expect(state.status).toBe(200);
-    expect((await api('GET', `/actors/${actorId}`, { token: ADMIN })).body.actor).toMatchObject({ state: 'running', generation: 1, crashCount: 0 });
+    expect((await api('GET', `/actors/${actorId}`, { token: ADMIN })).body.actor).toMatchObject({
+      state: 'running',
+      generation: 1,
+      crashCount: 0,
+    });
     ws.close();
   });
 
@@ -146,7 +201,10 @@ describe('a runner with a valid token', () => {
     const client = await TestClient.connect(stack.gatewayUrl, actorId);
     client.send('hi');
     await client.waitForMessages(1);
-    const { rows } = await stack.db.query<{ request_id: string }>('SELECT request_id FROM hibernating_requests WHERE actor_id = $1', [actorId]);
+    const { rows } = await stack.db.query<{ request_id: string }>(
+      'SELECT request_id FROM hibernating_requests WHERE actor_id = $1',
+      [actorId],
+    );
     const requestId = rows[0]!.request_id;
 
     const { ws } = await rogue();

@@ -13,6 +13,7 @@ import { actorRequest, createActor, type Api } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
+import { wsText } from '../src/util/ws-data.js';
 
 let stack: TestStack;
 let api: Api;
@@ -24,8 +25,8 @@ beforeAll(async () => {
 afterAll(() => stack?.stop());
 
 async function actorCount(): Promise<number> {
-  const { rows } = await stack.db.query('SELECT count(*)::int AS n FROM actors');
-  return rows[0].n;
+  const { rows } = await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM actors');
+  return rows[0]!.n;
 }
 
 async function raw(method: string, path: string, body?: string, contentType = 'application/json') {
@@ -44,9 +45,21 @@ describe('the management API', () => {
     ['an unknown field', 'POST', '/actors', JSON.stringify({ name: 'chat', colour: 'red' }), 'bad_request'],
     ['a wrongly typed field', 'POST', '/actors', JSON.stringify({ name: 5 }), 'bad_request'],
     ['a bad name', 'POST', '/actors', JSON.stringify({ name: 'no spaces please' }), 'bad_request'],
-    ['an unknown crash policy', 'POST', '/actors', JSON.stringify({ name: 'chat', crashPolicy: 'explode' }), 'bad_request'],
+    [
+      'an unknown crash policy',
+      'POST',
+      '/actors',
+      JSON.stringify({ name: 'chat', crashPolicy: 'explode' }),
+      'bad_request',
+    ],
     ['an array body', 'POST', '/actors', JSON.stringify([{ name: 'chat' }]), 'bad_request'],
-    ['an oversized body', 'POST', '/actors', JSON.stringify({ name: 'chat', input: 'x'.repeat(5000) }), 'body_too_large'],
+    [
+      'an oversized body',
+      'POST',
+      '/actors',
+      JSON.stringify({ name: 'chat', input: 'x'.repeat(5000) }),
+      'body_too_large',
+    ],
     ['get-or-create without a key', 'PUT', '/actors', JSON.stringify({ name: 'chat' }), 'bad_request'],
   ])('answers %s with 400 and creates nothing', async (_what, method, path, body, code) => {
     const before = await actorCount();
@@ -91,11 +104,24 @@ describe('the runner endpoint', () => {
   const connectUrl = () => `${stack.gatewayUrl.replace('http', 'ws')}/runners/connect`;
 
   function hello(runnerId: string, overrides: Partial<Extract<RunnerToGateway, { type: 'hello' }>> = {}) {
-    return { type: 'hello', protocolVersions: SUPPORTED_PROTOCOL_VERSIONS, runnerId, name: 'raw', pool: 'default', capacity: 1, actorNames: ['unhosted'], actors: [], ...overrides };
+    return {
+      type: 'hello',
+      protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
+      runnerId,
+      name: 'raw',
+      pool: 'default',
+      capacity: 1,
+      actorNames: ['unhosted'],
+      actors: [],
+      ...overrides,
+    };
   }
 
   /** Opens a raw socket, sends frames in order, and resolves with how the gateway closed it. */
-  function exchange(frames: string[], waitForWelcome = false): Promise<{ code: number; reason: string; welcomed: boolean }> {
+  function exchange(
+    frames: string[],
+    waitForWelcome = false,
+  ): Promise<{ code: number; reason: string; welcomed: boolean }> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(connectUrl());
       let welcomed = false;
@@ -105,7 +131,7 @@ describe('the runner endpoint', () => {
         ws.send(first!);
         if (!waitForWelcome) for (const f of rest) ws.send(f);
         ws.on('message', (data) => {
-          if (JSON.parse(data.toString()).type === 'welcome' && !welcomed) {
+          if ((JSON.parse(wsText(data)) as { type: string }).type === 'welcome' && !welcomed) {
             welcomed = true;
             for (const f of rest) ws.send(f);
           }
@@ -121,13 +147,19 @@ describe('the runner endpoint', () => {
 
   it('closes a socket whose first frame is not a hello, with 4000 and the reason', async () => {
     const closed = await exchange(['{oops']);
-    expect(closed).toMatchObject({ code: RunnerCloseCode.ProtocolError, reason: 'frame is not valid JSON', welcomed: false });
+    expect(closed).toMatchObject({
+      code: RunnerCloseCode.ProtocolError,
+      reason: 'frame is not valid JSON',
+      welcomed: false,
+    });
   });
 
   it('closes a socket speaking no protocol version it speaks, with 4001 and both ranges', async () => {
     const closed = await exchange([JSON.stringify(hello(randomUUID(), { protocolVersions: { min: 98, max: 99 } }))]);
     expect(closed.code).toBe(RunnerCloseCode.UnsupportedVersion);
-    expect(closed.reason).toBe(`runner speaks protocol versions 98 to 99; this gateway speaks ${SUPPORTED_PROTOCOL_VERSIONS.max}`);
+    expect(closed.reason).toBe(
+      `runner speaks protocol versions 98 to 99; this gateway speaks ${SUPPORTED_PROTOCOL_VERSIONS.max}`,
+    );
   });
 
   it('tells a version 1 runner, whose hello named one version, that its version is the problem', async () => {
@@ -143,7 +175,7 @@ describe('the runner endpoint', () => {
       const ws = new WebSocket(connectUrl());
       ws.on('open', () => ws.send(JSON.stringify(hello(randomUUID(), { protocolVersions: { min: 1, max: max + 5 } }))));
       ws.on('message', (data) => {
-        resolve(JSON.parse(data.toString()) as { type: string; protocolVersion: number });
+        resolve(JSON.parse(wsText(data)) as { type: string; protocolVersion: number });
         ws.close();
       });
       ws.on('error', reject);
@@ -152,7 +184,10 @@ describe('the runner endpoint', () => {
   });
 
   it('closes a runner that sends a malformed frame after the handshake, with 4000', async () => {
-    const closed = await exchange([JSON.stringify(hello(randomUUID())), JSON.stringify({ type: 'events', events: [{ index: 'x' }] })], true);
+    const closed = await exchange(
+      [JSON.stringify(hello(randomUUID())), JSON.stringify({ type: 'events', events: [{ index: 'x' }] })],
+      true,
+    );
     expect(closed.welcomed).toBe(true);
     expect(closed.code).toBe(RunnerCloseCode.ProtocolError);
     expect(closed.reason).toMatch(/^invalid frame: events/);
@@ -178,8 +213,11 @@ describe('the runner endpoint', () => {
     link.send({ type: 'ping', ts: 'yesterday' } as unknown as RunnerToGateway);
     await waitFor(() => welcomes.length >= 2, { timeoutMs: 10_000, message: 'the link reconnected' });
     expect(welcomes[1]!.runnerId).toBe(runnerId);
-    const { rows } = await stack.db.query('SELECT gateway_id FROM runners WHERE runner_id = $1', [runnerId]);
-    expect(rows[0].gateway_id).not.toBeNull();
+    const { rows } = await stack.db.query<{ gateway_id: string | null }>(
+      'SELECT gateway_id FROM runners WHERE runner_id = $1',
+      [runnerId],
+    );
+    expect(rows[0]!.gateway_id).not.toBeNull();
     await link.close();
 
     expect((await actorRequest(stack.gatewayUrl, actor.actorId, '/state')).status).toBe(200);

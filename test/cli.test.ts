@@ -45,8 +45,13 @@ function stackEnv(overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 /** Runs `dormouse <args>` to completion, bounded. */
 async function dormouse(args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
-  const result = await runCommand(process.execPath, [...CLI_ARGS, ...args], { timeoutMs: CLI_TIMEOUT_MS, cwd: ROOT, env: stackEnv(env) });
-  if (result.timedOut) throw new Error(`dormouse ${args.join(' ')} did not finish within ${CLI_TIMEOUT_MS} ms:\n${result.stderr}`);
+  const result = await runCommand(process.execPath, [...CLI_ARGS, ...args], {
+    timeoutMs: CLI_TIMEOUT_MS,
+    cwd: ROOT,
+    env: stackEnv(env),
+  });
+  if (result.timedOut)
+    throw new Error(`dormouse ${args.join(' ')} did not finish within ${CLI_TIMEOUT_MS} ms:\n${result.stderr}`);
   return result;
 }
 
@@ -89,7 +94,7 @@ async function waitForOutput<T>(cli: RunningCli, ready: () => T | false, what: s
   try {
     return await waitFor(ready, { timeoutMs: 30_000, message: what, signal: cli.gone });
   } catch (err) {
-    throw new Error(`${errorMessage(err)}\nstdout: ${cli.stdout()}\nstderr: ${cli.stderr()}`);
+    throw new Error(`${errorMessage(err)}\nstdout: ${cli.stdout()}\nstderr: ${cli.stderr()}`, { cause: err });
   }
 }
 
@@ -99,13 +104,33 @@ async function waitForExit(cli: RunningCli): Promise<number | null | undefined> 
 
 describe('dormouse actors', () => {
   it('creates, gets, lists, sleeps, wakes and destroys an actor, with --json', async () => {
-    const created = await dormouseJson<{ actor: ActorView }>(['actors', 'create', 'chat', '--key', 'cli-json', '--input', '{"sleepAfterMs":600000}']);
-    expect(created.actor).toMatchObject({ name: 'chat', key: 'cli-json', input: { sleepAfterMs: 600000 }, generation: 0 });
+    const created = await dormouseJson<{ actor: ActorView }>([
+      'actors',
+      'create',
+      'chat',
+      '--key',
+      'cli-json',
+      '--input',
+      '{"sleepAfterMs":600000}',
+    ]);
+    expect(created.actor).toMatchObject({
+      name: 'chat',
+      key: 'cli-json',
+      input: { sleepAfterMs: 600000 },
+      generation: 0,
+    });
     const { actorId } = created.actor;
 
     const got = await dormouseJson<{ actor: ActorView }>(['actors', 'get', actorId]);
     expect(got.actor).toMatchObject({ actorId, name: 'chat', key: 'cli-json' });
-    const listed = await dormouseJson<{ actors: ActorView[] }>(['actors', 'list', '--name', 'chat', '--key', 'cli-json']);
+    const listed = await dormouseJson<{ actors: ActorView[] }>([
+      'actors',
+      'list',
+      '--name',
+      'chat',
+      '--key',
+      'cli-json',
+    ]);
     expect(listed.actors.map((a) => a.actorId)).toEqual([actorId]);
     await waitForActor(api, actorId, (a) => a.state === 'running', 'running');
 
@@ -114,11 +139,23 @@ describe('dormouse actors', () => {
     await waitForActor(api, actorId, (a) => a.state === 'sleeping', 'asleep on `dormouse actors sleep`');
 
     await dormouseJson(['actors', 'wake', actorId]);
-    await waitForActor(api, actorId, (a) => a.state === 'running' && a.generation === 2, 'awake on `dormouse actors wake`');
+    await waitForActor(
+      api,
+      actorId,
+      (a) => a.state === 'running' && a.generation === 2,
+      'awake on `dormouse actors wake`',
+    );
 
     await dormouseJson(['actors', 'destroy', actorId]);
     await waitForActor(api, actorId, (a) => a.state === 'destroyed', 'destroyed on `dormouse actors destroy`');
-    const after = await dormouseJson<{ actors: ActorView[] }>(['actors', 'list', '--name', 'chat', '--key', 'cli-json']);
+    const after = await dormouseJson<{ actors: ActorView[] }>([
+      'actors',
+      'list',
+      '--name',
+      'chat',
+      '--key',
+      'cli-json',
+    ]);
     expect(after.actors).toEqual([]);
   });
 
@@ -157,7 +194,9 @@ describe('dormouse actors', () => {
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toContain(`cannot reach the gateway at ${nowhere}: is it running?`);
 
-    const overridden = await dormouse(['actors', 'list', '--gateway', stack.gatewayUrl, '--json'], { DORMOUSE_GATEWAY_URL: nowhere });
+    const overridden = await dormouse(['actors', 'list', '--gateway', stack.gatewayUrl, '--json'], {
+      DORMOUSE_GATEWAY_URL: nowhere,
+    });
     expect(overridden.exitCode, overridden.stderr).toBe(0);
     expect(JSON.parse(overridden.stdout)).toHaveProperty('actors');
   });
@@ -165,7 +204,9 @@ describe('dormouse actors', () => {
 
 describe('dormouse doctor', () => {
   it('passes against a working stack', async () => {
-    const report = await dormouseJson<{ ok: boolean; checks: { name: string; status: string; detail: string }[] }>(['doctor']);
+    const report = await dormouseJson<{ ok: boolean; checks: { name: string; status: string; detail: string }[] }>([
+      'doctor',
+    ]);
     expect(report.checks.map((c) => [c.name, c.status])).toEqual([
       ['temporal', 'ok'],
       ['postgres', 'ok'],
@@ -177,7 +218,12 @@ describe('dormouse doctor', () => {
 
     const human = await dormouse(['doctor']);
     expect(human.exitCode, human.stdout).toBe(0);
-    expect(human.stdout.trimEnd().split('\n').map((line) => line.slice(0, 1))).toEqual(['✓', '✓', '✓', '✓', '✓']);
+    expect(
+      human.stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => line.slice(0, 1)),
+    ).toEqual(['✓', '✓', '✓', '✓', '✓']);
   });
 
   it('fails, naming the check, when the database does not exist', async () => {
@@ -203,7 +249,7 @@ describe('dormouse ws', () => {
         },
         'two broadcasts on stdout',
       );
-      expect(lines.map((line) => JSON.parse(line))).toEqual([
+      expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual([
         { seq: 1, from: 'cli', text: 'hello' },
         { seq: 2, from: 'cli', text: 'world' },
       ]);

@@ -42,7 +42,12 @@ describe('a crashing actor', () => {
     const crashed = await actorRequest(stack.gatewayUrl, actor.actorId, '/crash', { method: 'POST' });
     expect(crashed.status).toBe(500);
 
-    const restarted = await waitForActor(api, actor.actorId, (a) => a.state === 'running' && a.generation === 2, 'restarted');
+    const restarted = await waitForActor(
+      api,
+      actor.actorId,
+      (a) => a.state === 'running' && a.generation === 2,
+      'restarted',
+    );
     expect(restarted).toMatchObject({ crashCount: 1, lastError: 'probe crashed on request' });
     const state = await actorRequest<ProbeState>(stack.gatewayUrl, actor.actorId, '/state');
     expect(state.body).toMatchObject({ starts: 2, hits: 1, generation: 2 });
@@ -54,7 +59,12 @@ describe('a crashing actor', () => {
 
   it('backs off longer for each crash in a row', async () => {
     const actor = await createActor(api, { name: 'probe', key: 'crash-loop', input: { failStarts: 3 } });
-    const running = await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running after three failed starts');
+    const running = await waitForActor(
+      api,
+      actor.actorId,
+      (a) => a.state === 'running',
+      'running after three failed starts',
+    );
     expect(running).toMatchObject({ generation: 4, crashCount: 3 });
     // Backoff n waits base·2^(n-1) ±25 % from the crash (recorded as `backoff`) to the next
     // allocation: at least 225, 450 and 900 ms here.
@@ -86,30 +96,43 @@ describe('a crashing actor', () => {
     await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running');
     await actorRequest(stack.gatewayUrl, actor.actorId, '/crash', { method: 'POST' });
     await stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId)).result();
-    expect(await getActor(api, actor.actorId)).toMatchObject({ state: 'destroyed', lastError: 'probe crashed on request' });
+    expect(await getActor(api, actor.actorId)).toMatchObject({
+      state: 'destroyed',
+      lastError: 'probe crashed on request',
+    });
   });
 });
 
 describe('a start never reported running', () => {
   it('becomes a new generation after the start threshold', async () => {
     const actor = await createActor(api, { name: 'probe', key: 'hangs', input: { hangStarts: 1 } });
-    const running = await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running on a second start', 20_000);
+    const running = await waitForActor(
+      api,
+      actor.actorId,
+      (a) => a.state === 'running',
+      'running on a second start',
+      20_000,
+    );
     expect(running.generation).toBe(2);
     const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, actor.actorId)));
     expect(starts.map((s) => s.reason)).toEqual(['create', 'threshold']);
     // The lost start was told to stop, so it cannot come back to life.
     const calls = activityCalls(await actorHistories(stack.temporal, actor.actorId));
-    const stops = calls.filter((c) => c.name === 'insertAndSendCommands' && JSON.stringify(c.input).includes('"stopActor"'));
-    expect(stops.map((c) => (c.input as { commands: { generation: number; command: { reason: string } }[] }).commands[0])).toMatchObject([
-      { generation: 1, command: { reason: 'stale' } },
-    ]);
+    const stops = calls.filter(
+      (c) => c.name === 'insertAndSendCommands' && JSON.stringify(c.input).includes('"stopActor"'),
+    );
+    expect(
+      stops.map((c) => (c.input as { commands: { generation: number; command: { reason: string } }[] }).commands[0]),
+    ).toMatchObject([{ generation: 1, command: { reason: 'stale' } }]);
     await recordHistories(stack.temporal, actor.actorId, 'start-threshold');
   });
 });
 
 describe('a runner killed with SIGKILL', () => {
   it('loses its actors to the other runner', async () => {
-    const actors = await Promise.all(['m1', 'm2', 'm3', 'm4'].map((key) => createActor(api, { name: 'probe', key: `moving-${key}` })));
+    const actors = await Promise.all(
+      ['m1', 'm2', 'm3', 'm4'].map((key) => createActor(api, { name: 'probe', key: `moving-${key}` })),
+    );
     const before = await Promise.all(
       actors.map(async (a) => {
         await actorRequest(stack.gatewayUrl, a.actorId, '/hit', { method: 'POST' });
@@ -125,7 +148,13 @@ describe('a runner killed with SIGKILL', () => {
     await victim.exited;
 
     for (const a of moved) {
-      await waitForActor(api, a.actorId, (x) => x.state === 'running' && x.generation === 2, 'running again elsewhere', 20_000);
+      await waitForActor(
+        api,
+        a.actorId,
+        (x) => x.state === 'running' && x.generation === 2,
+        'running again elsewhere',
+        20_000,
+      );
       const state = await actorRequest<ProbeState>(stack.gatewayUrl, a.actorId, '/state');
       expect(state.body).toMatchObject({ runner: survivor, hits: 1, starts: 2, generation: 2 });
       const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, a.actorId)));

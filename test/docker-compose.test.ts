@@ -87,28 +87,31 @@ function references(text: string): Reference[] {
 
 /** Compose's interpolation, for the forms this file may use; a missing required variable throws. */
 function interpolate(value: string, env: Env): string {
-  return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}/g, (whole, name?: string, op?: string, arg = '') => {
-    if (whole === '$$') return '$';
-    const value = env[name!];
-    const set = value !== undefined;
-    const nonEmpty = set && value !== '';
-    switch (op) {
-      case undefined:
-        return value ?? '';
-      case ':-':
-        return nonEmpty ? value : arg;
-      case '-':
-        return set ? value : arg;
-      case ':?':
-      case '?':
-        if (op === ':?' ? !nonEmpty : !set) throw new Error(`required variable ${name} is missing a value: ${arg}`);
-        return value!;
-      case ':+':
-        return nonEmpty ? arg : '';
-      default:
-        return set ? arg : '';
-    }
-  });
+  return value.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}/g,
+    (whole, name?: string, op?: string, arg: string = '') => {
+      if (whole === '$$') return '$';
+      const value = env[name!];
+      const set = value !== undefined;
+      const nonEmpty = set && value !== '';
+      switch (op) {
+        case undefined:
+          return value ?? '';
+        case ':-':
+          return nonEmpty ? value : arg;
+        case '-':
+          return set ? value : arg;
+        case ':?':
+        case '?':
+          if (op === ':?' ? !nonEmpty : !set) throw new Error(`required variable ${name} is missing a value: ${arg}`);
+          return value!;
+        case ':+':
+          return nonEmpty ? arg : '';
+        default:
+          return set ? arg : '';
+      }
+    },
+  );
 }
 
 function interpolateDeep<T>(value: T, env: Env): T {
@@ -124,7 +127,8 @@ function interpolateDeep<T>(value: T, env: Env): T {
 function durationMs(duration: string): number {
   const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1, us: 0.001 };
   const parts = [...duration.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== duration) throw new Error(`not a duration: ${duration}`);
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== duration)
+    throw new Error(`not a duration: ${duration}`);
   return parts.reduce((sum, p) => sum + Number(p[1]) * units[p[2]!]!, 0);
 }
 
@@ -136,7 +140,11 @@ interface DockerfileStage {
 
 /** The Dockerfile's stages and their instructions (continuation lines joined, comments dropped). */
 function parseDockerfile(text = read('Dockerfile')): DockerfileStage[] {
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const stages: DockerfileStage[] = [];
   for (const line of lines) {
     const [, keyword = '', args = ''] = /^(\S+)\s*(.*)$/.exec(line) ?? [];
@@ -170,11 +178,11 @@ function inBuildContext(path: string, dockerignore = read('.dockerignore')): boo
       `^${glob
         .replace(/\/$/, '')
         .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*\*\//g, '\u0001')
-        .replace(/\*\*/g, '\u0002')
+        .replace(/\*\*\//g, '\uE000')
+        .replace(/\*\*/g, '\uE001')
         .replace(/\*/g, '[^/]*')
-        .replace(/\u0001/g, '(?:.*/)?')
-        .replace(/\u0002/g, '.*')}$`,
+        .replace(/\uE000/g, '(?:.*/)?')
+        .replace(/\uE001/g, '.*')}$`,
     );
   const candidates = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
   let included = true;
@@ -237,7 +245,8 @@ beforeAll(() => {
   execFileSync('sh', [join(ROOT, 'docker/init-env.sh'), envFile], { encoding: 'utf8' });
   dotEnv = parseEnvFile(readFileSync(envFile, 'utf8'));
   resolved = interpolateDeep(raw, dotEnv);
-  for (const name of DORMOUSE_SERVICES) configs[name] = loadConfig({ ...imageEnv, ...resolved.services[name]!.environment });
+  for (const name of DORMOUSE_SERVICES)
+    configs[name] = loadConfig({ ...imageEnv, ...resolved.services[name]!.environment });
 });
 
 afterAll(() => {
@@ -261,27 +270,36 @@ describe('docker-compose.yml is a valid Compose file', () => {
     expect(validate(broken)).toBe(false);
   });
 
-  it.runIf(composeCli)(`passes \`${composeCli?.join(' ')} config\` with the secrets of .env, and refuses without them`, () => {
-    const cli = composeCli!;
-    // Only the env file feeds interpolation: none of this test process's DORMOUSE_* or TEMPORAL_*.
-    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? scratch };
-    const run = (envFilePath: string) =>
-      spawnSync(cli[0]!, [...cli.slice(1), '--env-file', envFilePath, '--project-directory', ROOT, '-f', COMPOSE_FILE, 'config', '-q'], {
-        encoding: 'utf8',
-        env,
-        timeout: 60_000,
-      });
-    const withSecrets = run(envFile);
-    expect(withSecrets.status, withSecrets.stderr).toBe(0);
-    const without = run(ENV_EXAMPLE);
-    expect(without.status).not.toBe(0);
-    expect(without.stderr).toMatch(/POSTGRES_PASSWORD|DORMOUSE_ADMIN_TOKEN|DORMOUSE_RUNNER_TOKEN/);
-  });
+  it.runIf(composeCli)(
+    `passes \`${composeCli?.join(' ')} config\` with the secrets of .env, and refuses without them`,
+    () => {
+      const cli = composeCli!;
+      // Only the env file feeds interpolation: none of this test process's DORMOUSE_* or TEMPORAL_*.
+      const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? scratch };
+      const run = (envFilePath: string) =>
+        spawnSync(
+          cli[0]!,
+          [...cli.slice(1), '--env-file', envFilePath, '--project-directory', ROOT, '-f', COMPOSE_FILE, 'config', '-q'],
+          {
+            encoding: 'utf8',
+            env,
+            timeout: 60_000,
+          },
+        );
+      const withSecrets = run(envFile);
+      expect(withSecrets.status, withSecrets.stderr).toBe(0);
+      const without = run(ENV_EXAMPLE);
+      expect(without.status).not.toBe(0);
+      expect(without.stderr).toMatch(/POSTGRES_PASSWORD|DORMOUSE_ADMIN_TOKEN|DORMOUSE_RUNNER_TOKEN/);
+    },
+  );
 });
 
 describe('docker-compose.yml configures Dormouse with the variables of src/config.ts', () => {
   it('gives the Dormouse services only settings of src/config.ts, each accepted by loadConfig', () => {
-    const built = Object.entries(raw.services).filter(([, s]) => s.build !== undefined).map(([name]) => name);
+    const built = Object.entries(raw.services)
+      .filter(([, s]) => s.build !== undefined)
+      .map(([name]) => name);
     expect(built.sort()).toEqual([...DORMOUSE_SERVICES].sort());
     for (const name of DORMOUSE_SERVICES) {
       const environment = raw.services[name]!.environment;
@@ -299,7 +317,9 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
     // Other services may take TEMPORAL_* variables of Temporal's own (the server's
     // TEMPORAL_BROADCAST_ADDRESS); DORMOUSE_* and DATABASE_URL are Dormouse's wherever they are.
     for (const [name, service] of Object.entries(raw.services)) {
-      const unknown = Object.keys(service.environment ?? {}).filter((key) => /^(DORMOUSE_|DATABASE_URL$)/.test(key) && !keys.has(key));
+      const unknown = Object.keys(service.environment ?? {}).filter(
+        (key) => /^(DORMOUSE_|DATABASE_URL$)/.test(key) && !keys.has(key),
+      );
       expect(unknown, name).toEqual([]);
     }
     // `$NAME` without braces would escape these checks; the file does not use it.
@@ -323,7 +343,12 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
   it('requires every secret and documents every variable in .env.example', () => {
     const refs = references(composeText);
     const required = new Set(refs.filter((r) => r.operator === ':?').map((r) => r.name));
-    for (const secret of ['POSTGRES_PASSWORD', 'DORMOUSE_ADMIN_TOKEN', 'DORMOUSE_RUNNER_TOKENS', 'DORMOUSE_RUNNER_TOKEN']) {
+    for (const secret of [
+      'POSTGRES_PASSWORD',
+      'DORMOUSE_ADMIN_TOKEN',
+      'DORMOUSE_RUNNER_TOKENS',
+      'DORMOUSE_RUNNER_TOKEN',
+    ]) {
       expect(required, `${secret} must be \${${secret}:?...}: no default secret`).toContain(secret);
       expect(envExample[secret], `.env.example must list ${secret}, without a value`).toBe('');
     }
@@ -333,7 +358,10 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
     expect(Object.keys(envExample).sort()).toEqual([...new Set(refs.map((r) => r.name))].sort());
     for (const [name, value] of Object.entries(envExample)) {
       if (!keys.has(name) || value === '') continue;
-      expect(loadConfig({ [name]: value }), `.env.example: ${name}=${value} is not the default of src/config.ts`).toEqual(loadConfig({}));
+      expect(
+        loadConfig({ [name]: value }),
+        `.env.example: ${name}=${value} is not the default of src/config.ts`,
+      ).toEqual(loadConfig({}));
     }
   });
 
@@ -400,12 +428,15 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     for (const [name, image] of images) {
       expect(image, name).not.toMatch(/alpine/i);
       expect(image, name).not.toMatch(/temporalio\/auto-setup/);
-      if (raw.services[name]!.build === undefined) expect(image, `${name}: pin an exact version`).toMatch(/:\d+\.\d+(\.\d+)?[^:]*$/);
+      if (raw.services[name]!.build === undefined)
+        expect(image, `${name}: pin an exact version`).toMatch(/:\d+\.\d+(\.\d+)?[^:]*$/);
     }
     expect(raw.services.temporal!.image).toMatch(/^temporalio\/server:\d+\.\d+\.\d+$/);
     const serverVersion = raw.services.temporal!.image!.split(':')[1]!;
     for (const oneShot of ['temporal-schema', 'temporal-setup']) {
-      expect(raw.services[oneShot]!.image).toMatch(new RegExp(`^temporalio/admin-tools:${serverVersion.replace(/\./g, '\\.')}(-|$)`));
+      expect(raw.services[oneShot]!.image).toMatch(
+        new RegExp(`^temporalio/admin-tools:${serverVersion.replace(/\./g, '\\.')}(-|$)`),
+      );
     }
     expect(raw.services['temporal-ui']!.image).toMatch(/^temporalio\/ui:2\.\d+\.\d+$/);
     expect(raw.services.postgres!.image).toMatch(/^postgres:16\.\d+-bookworm$/);
@@ -418,13 +449,18 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     expect(users.at(-1)).toBeDefined();
     expect(users.at(-1)).not.toMatch(/^(root|0)(:|$)/);
     // The postinstall (which pip-installs the Temporal CLI) never runs in the image.
-    const installs = stages.flatMap((s) => s.instructions).filter((i) => i.keyword === 'RUN' && /\bnpm (ci|install)\b/.test(i.args));
+    const installs = stages
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === 'RUN' && /\bnpm (ci|install)\b/.test(i.args));
     expect(installs.length).toBeGreaterThan(0);
     for (const install of installs) expect(install.args).toMatch(/--ignore-scripts/);
   });
 
   it('builds the workflow bundle into the image at DORMOUSE_WORKFLOW_BUNDLE', () => {
-    const runs = stages.flatMap((s) => s.instructions).filter((i) => i.keyword === 'RUN').map((i) => i.args);
+    const runs = stages
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === 'RUN')
+      .map((i) => i.args);
     const out = runs.map((r) => /\bsrc\/workflow-bundle\.js\s+(\S+)/.exec(r)?.[1]).find((o) => o !== undefined);
     expect(out, 'a RUN of src/workflow-bundle.js').toBeDefined();
     const copied = runtimeStage.instructions.some((i) => i.keyword === 'COPY' && i.args.includes(`/app/${out}`));
@@ -434,19 +470,25 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
 
   it('orders start-up: PostgreSQL, the schema, Temporal, the namespace, then Dormouse', () => {
     const dependsOn = (name: string) =>
-      Object.fromEntries(Object.entries(raw.services[name]!.depends_on ?? {}).map(([dep, { condition }]) => [dep, condition]));
+      Object.fromEntries(
+        Object.entries(raw.services[name]!.depends_on ?? {}).map(([dep, { condition }]) => [dep, condition]),
+      );
     expect(dependsOn('temporal-schema')).toEqual({ postgres: 'service_healthy' });
     expect(dependsOn('temporal')).toEqual({ 'temporal-schema': 'service_completed_successfully' });
     expect(dependsOn('temporal-setup')).toEqual({ temporal: 'service_healthy' });
     expect(dependsOn('temporal-ui')).toEqual({ temporal: 'service_healthy' });
     for (const name of ['worker', 'gateway']) {
-      expect(dependsOn(name)).toEqual({ postgres: 'service_healthy', 'temporal-setup': 'service_completed_successfully' });
+      expect(dependsOn(name)).toEqual({
+        postgres: 'service_healthy',
+        'temporal-setup': 'service_completed_successfully',
+      });
     }
     expect(dependsOn('runner')).toEqual({ gateway: 'service_healthy' });
     // What others wait on is fit for it: a health check, or a one-shot that is not restarted.
     for (const [name, service] of Object.entries(raw.services)) {
       for (const [dep, { condition }] of Object.entries(service.depends_on ?? {})) {
-        if (condition === 'service_healthy') expect(raw.services[dep]!.healthcheck, `${dep} needs a healthcheck for ${name}`).toBeDefined();
+        if (condition === 'service_healthy')
+          expect(raw.services[dep]!.healthcheck, `${dep} needs a healthcheck for ${name}`).toBeDefined();
         if (condition === 'service_completed_successfully') expect(raw.services[dep]!.restart, dep).toBe('no');
       }
     }
@@ -471,7 +513,8 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
         if (onHost) expectFile(onHost, `${name}: ${value}`);
         else if (service.build !== undefined && /^(src|examples|docker)\/\S+\.m?js$/.test(value)) {
           expectFile(sourceOf(value), `${name}: ${value}`);
-          if (!inBuildContext(sourceOf(value))) missing.push(`${sourceOf(value)} (kept out of the build context by .dockerignore)`);
+          if (!inBuildContext(sourceOf(value)))
+            missing.push(`${sourceOf(value)} (kept out of the build context by .dockerignore)`);
         }
       }
     }
@@ -491,13 +534,28 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
       }
     }
     // The gateway's health check runs a script the image must contain.
-    expect(runtimeStage.instructions.some((i) => i.keyword === 'COPY' && i.args.includes('docker/gateway-healthcheck.mjs'))).toBe(true);
+    expect(
+      runtimeStage.instructions.some((i) => i.keyword === 'COPY' && i.args.includes('docker/gateway-healthcheck.mjs')),
+    ).toBe(true);
     expect(missing).toEqual([]);
     // The context is an allowlist: secrets and local state stay out.
-    for (const path of ['.env', 'node_modules/pg/package.json', '.git/config', '.tools/x', '.data/x', 'test/docker-compose.test.ts', 'src/worker.js']) {
+    for (const path of [
+      '.env',
+      'node_modules/pg/package.json',
+      '.git/config',
+      '.tools/x',
+      '.data/x',
+      'test/docker-compose.test.ts',
+      'src/worker.js',
+    ]) {
       expect(inBuildContext(path), path).toBe(false);
     }
-    for (const path of ['src/worker.ts', 'src/db/migrations/1700000000000_init.sql', 'examples/runner.ts', 'package-lock.json']) {
+    for (const path of [
+      'src/worker.ts',
+      'src/db/migrations/1700000000000_init.sql',
+      'examples/runner.ts',
+      'package-lock.json',
+    ]) {
       expect(inBuildContext(path), path).toBe(true);
     }
   });
@@ -568,7 +626,10 @@ if (cmd.startsWith('operator cluster health')) {
     expect(readFileSync(join(state, 'namespace'), 'utf8')).toBe(namespace);
     const attributes = JSON.parse(readFileSync(join(state, 'attributes.json'), 'utf8')) as Record<string, string>;
     expect(attributes).toEqual(Object.fromEntries(ACTOR_SEARCH_ATTRIBUTES.map(({ name, type }) => [name, type])));
-    const calls = readFileSync(join(state, 'calls'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string[]);
+    const calls = readFileSync(join(state, 'calls'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as string[]);
     const creates = calls.filter((c) => c.slice(0, 3).join(' ') === 'operator search-attribute create');
     expect(creates).toHaveLength(ACTOR_SEARCH_ATTRIBUTES.length);
     for (const create of creates) {
@@ -609,7 +670,8 @@ if (args.includes('create-database')) {
     const { path } = stubs({ 'temporal-sql-tool': FAKE_SQL_TOOL });
     const state = mkdtempSync(join(scratch, 'sql-'));
     const schemaDir = join(state, 'schema');
-    for (const dir of ['temporal/versioned', 'visibility/versioned']) mkdirSync(join(schemaDir, dir), { recursive: true });
+    for (const dir of ['temporal/versioned', 'visibility/versioned'])
+      mkdirSync(join(schemaDir, dir), { recursive: true });
     const env = resolved.services['temporal-schema']!.environment!;
     const run = (extra: Env = {}) =>
       spawnSync('sh', [join(ROOT, 'docker/temporal/setup-schema.sh')], {
@@ -638,7 +700,16 @@ if (args.includes('create-database')) {
       `${env.VISIBILITY_DBNAME} update-schema -d ${schemaDir}/visibility/versioned`,
     ]);
     for (const { args, password } of calls()) {
-      expect(args.slice(0, 8)).toEqual(['--plugin', 'postgres12', '--endpoint', 'postgres', '--port', '5432', '--user', env.POSTGRES_USER]);
+      expect(args.slice(0, 8)).toEqual([
+        '--plugin',
+        'postgres12',
+        '--endpoint',
+        'postgres',
+        '--port',
+        '5432',
+        '--user',
+        env.POSTGRES_USER,
+      ]);
       expect(password).toBe(env.POSTGRES_PWD);
       expect(args).not.toContain(env.POSTGRES_PWD);
     }
@@ -665,7 +736,11 @@ if (args.includes('create-database')) {
       new Promise<number | null>((resolve) => {
         const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'docker/gateway-healthcheck.mjs')], {
           cwd: ROOT,
-          env: { PATH: process.env.PATH ?? '', DORMOUSE_GATEWAY_HOST: '0.0.0.0', DORMOUSE_GATEWAY_PORT: String(gatewayPort) },
+          env: {
+            PATH: process.env.PATH ?? '',
+            DORMOUSE_GATEWAY_HOST: '0.0.0.0',
+            DORMOUSE_GATEWAY_PORT: String(gatewayPort),
+          },
           stdio: 'ignore',
         });
         child.on('exit', (code) => resolve(code));

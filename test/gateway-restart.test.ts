@@ -18,14 +18,17 @@ let stack: TestStack;
 let api: Api;
 
 beforeAll(async () => {
-  stack = await createTestStack({ env: { DORMOUSE_HIBERNATION_THRESHOLD_MS: String(T), DORMOUSE_REAPER_INTERVAL_MS: '500' } });
+  stack = await createTestStack({
+    env: { DORMOUSE_HIBERNATION_THRESHOLD_MS: String(T), DORMOUSE_REAPER_INTERVAL_MS: '500' },
+  });
   api = actorsApi(stack.gatewayUrl);
 });
 afterAll(() => stack?.stop());
 
 type ProbeState = { disconnects: Record<string, number>; connections: string[]; generation: number };
 
-const liveGateways = async () => (await stack.db.query<{ gateway_id: string }>('SELECT gateway_id FROM gateways')).rows.map((r) => r.gateway_id);
+const liveGateways = async () =>
+  (await stack.db.query<{ gateway_id: string }>('SELECT gateway_id FROM gateways')).rows.map((r) => r.gateway_id);
 
 describe('a gateway killed while holding hibernating sockets', () => {
   it('leaves no request in the list and no zombie connection after the next start', async () => {
@@ -37,7 +40,9 @@ describe('a gateway killed while holding hibernating sockets', () => {
     expect(connected).toHaveLength(3);
     await api.sleep(actor.actorId);
     await waitForActor(api, actor.actorId, (a) => a.state === 'sleeping', 'asleep');
-    const { gatewayId: deadGateway } = (await (await fetch(`${stack.gatewayUrl}/healthz`)).json()) as { gatewayId: string };
+    const { gatewayId: deadGateway } = (await (await fetch(`${stack.gatewayUrl}/healthz`)).json()) as {
+      gatewayId: string;
+    };
 
     const gateway = stack.gateway!;
     gateway.kill('SIGKILL');
@@ -51,10 +56,15 @@ describe('a gateway killed while holding hibernating sockets', () => {
       message: 'dead requests out of the live list',
     });
     await waitFor(
-      async () => (await stack.db.query('SELECT 1 FROM hibernating_requests WHERE gateway_id = $1', [deadGateway])).rowCount === 0,
+      async () =>
+        (await stack.db.query('SELECT 1 FROM hibernating_requests WHERE gateway_id = $1', [deadGateway])).rowCount ===
+        0,
       { timeoutMs: T * 3, message: 'dead rows swept' },
     );
-    await waitFor(async () => !(await liveGateways()).includes(deadGateway), { timeoutMs: T * 4, message: 'dead gateway forgotten' });
+    await waitFor(async () => !(await liveGateways()).includes(deadGateway), {
+      timeoutMs: T * 4,
+      message: 'dead gateway forgotten',
+    });
 
     const state = (await actorRequest<ProbeState>(stack.gatewayUrl, actor.actorId, '/state')).body;
     expect(state.generation).toBe(2);
@@ -75,7 +85,10 @@ describe('a gateway that cannot heartbeat for longer than T', () => {
     await stack.db.query('DELETE FROM gateways WHERE gateway_id = $1', [gatewayId]);
     expect(await client.waitForClose(T * 3)).toMatchObject({ code: ClientCloseCode.ServiceRestart });
 
-    await waitFor(async () => (await liveGateways()).includes(gatewayId), { timeoutMs: T * 2, message: 'registered again' });
+    await waitFor(async () => (await liveGateways()).includes(gatewayId), {
+      timeoutMs: T * 2,
+      message: 'registered again',
+    });
     const again = await TestClient.connect(stack.gatewayUrl, actor.actorId);
     again.send('back');
     await again.waitForMessages(1);

@@ -25,7 +25,15 @@ describe('test harness', () => {
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
     );
     expect(rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['actors', 'runners', 'runner_commands', 'gateways', 'hibernating_requests', 'actor_kv', 'dormouse_migrations']),
+      expect.arrayContaining([
+        'actors',
+        'runners',
+        'runner_commands',
+        'gateways',
+        'hibernating_requests',
+        'actor_kv',
+        'dormouse_migrations',
+      ]),
     );
     const { rows: actors } = await stack.db.query('SELECT 1 FROM actors');
     expect(actors).toHaveLength(0);
@@ -34,7 +42,17 @@ describe('test harness', () => {
   it('gives a stack its own namespace with the search attributes registered', async () => {
     expect(stack.namespace).toMatch(/^t-[0-9a-f]{8}$/);
     const cli = inject('temporalCliPath');
-    const args = ['operator', 'search-attribute', 'list', '--output', 'json', '--namespace', stack.namespace, '--address', inject('temporalAddress')];
+    const args = [
+      'operator',
+      'search-attribute',
+      'list',
+      '--output',
+      'json',
+      '--namespace',
+      stack.namespace,
+      '--address',
+      inject('temporalAddress'),
+    ];
     const result = await runCommand(cli, args, { timeoutMs: 15_000 });
     expect(result.exitCode, result.stderr).toBe(0);
     const { customAttributes } = JSON.parse(result.stdout) as { customAttributes: Record<string, string> };
@@ -115,7 +133,10 @@ describe('a child of a process that dies', () => {
           message: 'the parent fixture to start its child',
         });
         if (mode === 'hang') parent.kill('SIGKILL');
-        await waitFor(() => !isAlive(childPid), { timeoutMs: 15_000, message: `child ${childPid} to die with its parent` });
+        await waitFor(() => !isAlive(childPid), {
+          timeoutMs: 15_000,
+          message: `child ${childPid} to die with its parent`,
+        });
       } finally {
         parent.kill('SIGKILL');
       }

@@ -14,7 +14,10 @@ let stack: TestStack;
 let api: Api;
 
 const DIE_ON = 'die after persisting me';
-const runner = (name: string) => ({ name: `runner-${name}`, env: { PROBE_RUNNER_NAME: name, PROBE_DIE_AFTER_PERSIST: DIE_ON } });
+const runner = (name: string) => ({
+  name: `runner-${name}`,
+  env: { PROBE_RUNNER_NAME: name, PROBE_DIE_AFTER_PERSIST: DIE_ON },
+});
 
 beforeAll(async () => {
   stack = await createTestStack({
@@ -34,7 +37,8 @@ type ProbeState = {
   runner: string;
 };
 
-const probeState = async (actorId: string) => (await actorRequest<ProbeState>(stack.gatewayUrl, actorId, '/state')).body;
+const probeState = async (actorId: string) =>
+  (await actorRequest<ProbeState>(stack.gatewayUrl, actorId, '/state')).body;
 const runnerNamed = (name: string) => stack.runners.find((r) => r.name === `runner-${name}`)!;
 const texts = (state: ProbeState) => state.received.map((r) => r.text);
 
@@ -73,7 +77,13 @@ describe('a runner killed with SIGKILL', () => {
     await client.waitForMessages(4);
 
     const last = await probeState(actor.actorId);
-    expect(last).toMatchObject({ runner: 'c', generation: 3, connects: 1, disconnects: {}, connections: [moved.connections[0]] });
+    expect(last).toMatchObject({
+      runner: 'c',
+      generation: 3,
+      connects: 1,
+      disconnects: {},
+      connections: [moved.connections[0]],
+    });
     expect(texts(last)).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(client.json<{ echo: string }>().map((m) => m.echo)).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(client.isClosed).toBeNull();
@@ -89,7 +99,11 @@ describe('a runner that dies between persisting a message and acknowledging it',
   it('loses nothing and doubles nothing', async () => {
     // Two live runners: the one that dies, and the one the actor moves to.
     await stack.startRunner(runner('d'));
-    const actor = await createActor(api, { name: 'probe', key: 'persisted-not-acked', input: { sleepAfterMs: 60_000 } });
+    const actor = await createActor(api, {
+      name: 'probe',
+      key: 'persisted-not-acked',
+      input: { sleepAfterMs: 60_000 },
+    });
     const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);
     client.send('before');
     await client.waitForMessages(1);
@@ -100,7 +114,13 @@ describe('a runner that dies between persisting a message and acknowledging it',
     client.send(DIE_ON);
     await runnerNamed(host).exited;
     client.send('after');
-    await waitForActor(api, actor.actorId, (a) => a.state === 'running' && a.generation === 2, 'running elsewhere', 20_000);
+    await waitForActor(
+      api,
+      actor.actorId,
+      (a) => a.state === 'running' && a.generation === 2,
+      'running elsewhere',
+      20_000,
+    );
     const state = await probeState(actor.actorId);
     expect(texts(state)).toEqual(['before', DIE_ON, 'after']);
 

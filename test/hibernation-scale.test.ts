@@ -23,7 +23,11 @@ afterAll(() => stack?.stop());
 async function connectAll(actorId: string): Promise<TestClient[]> {
   const clients: TestClient[] = [];
   for (let i = 0; i < SOCKETS; i += 100) {
-    clients.push(...(await Promise.all(Array.from({ length: 100 }, () => TestClient.connect(stack.gatewayUrl, actorId, '?name=crowd', 30_000)))));
+    clients.push(
+      ...(await Promise.all(
+        Array.from({ length: 100 }, () => TestClient.connect(stack.gatewayUrl, actorId, '?name=crowd', 30_000)),
+      )),
+    );
   }
   return clients;
 }
@@ -32,19 +36,30 @@ describe('a thousand hibernating sockets', () => {
   it('are all restored by one start', async () => {
     const room = await createActor(api, { name: 'chat', key: 'stadium', input: { sleepAfterMs: 600_000 } });
     const clients = await connectAll(room.actorId);
-    const registered = () => stack.db.query('SELECT count(*)::int AS n FROM hibernating_requests WHERE actor_id = $1', [room.actorId]);
-    await waitFor(async () => (await registered()).rows[0].n === SOCKETS, { timeoutMs: 60_000, message: `${SOCKETS} rows` });
+    const registered = () =>
+      stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM hibernating_requests WHERE actor_id = $1', [
+        room.actorId,
+      ]);
+    await waitFor(async () => (await registered()).rows[0]?.n === SOCKETS, {
+      timeoutMs: 60_000,
+      message: `${SOCKETS} rows`,
+    });
 
     await api.sleep(room.actorId);
     await waitForActor(api, room.actorId, (a) => a.state === 'sleeping', 'asleep');
     expect(clients.every((c) => c.isClosed === null)).toBe(true);
 
     clients[0]!.send('everyone here?');
-    await waitFor(() => clients.every((c) => c.received.length === 1), { timeoutMs: 60_000, message: 'the broadcast reached every socket' });
+    await waitFor(() => clients.every((c) => c.received.length === 1), {
+      timeoutMs: 60_000,
+      message: 'the broadcast reached every socket',
+    });
     expect(new Set(clients.map((c) => c.received[0])).size).toBe(1);
     expect(JSON.parse(clients[0]!.received[0]!)).toEqual({ seq: 1, from: 'crowd', text: 'everyone here?' });
 
-    const state = (await actorRequest<{ connections: number; generation: number }>(stack.gatewayUrl, room.actorId, '/state')).body;
+    const state = (
+      await actorRequest<{ connections: number; generation: number }>(stack.gatewayUrl, room.actorId, '/state')
+    ).body;
     expect(state).toMatchObject({ connections: SOCKETS, generation: 2 });
     const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, room.actorId)));
     expect(starts.map((s) => s.snapshot.length)).toEqual([0, SOCKETS]);

@@ -22,10 +22,20 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.stop());
 
-type ProbeState = { disconnects: Record<string, number>; connections: string[]; received: { conn: string; text: string }[]; generation: number };
+type ProbeState = {
+  disconnects: Record<string, number>;
+  connections: string[];
+  received: { conn: string; text: string }[];
+  generation: number;
+};
 
 const rows = async (actorId: string) =>
-  (await stack.db.query<{ request_id: string }>('SELECT request_id FROM hibernating_requests WHERE actor_id = $1 ORDER BY request_id', [actorId])).rows.map((r) => r.request_id);
+  (
+    await stack.db.query<{ request_id: string }>(
+      'SELECT request_id FROM hibernating_requests WHERE actor_id = $1 ORDER BY request_id',
+      [actorId],
+    )
+  ).rows.map((r) => r.request_id);
 
 describe('a queued StartActor whose snapshot went stale', () => {
   it('ends with the right connections when its runner comes back', async () => {
@@ -48,12 +58,21 @@ describe('a queued StartActor whose snapshot went stale', () => {
       // The start is allocated, its snapshot {A, B} taken and its command queued for the frozen runner.
       expect((await api.wake(actor.actorId)).status).toBe(202);
       await waitFor(
-        async () => (await stack.db.query("SELECT 1 FROM runner_commands WHERE actor_id = $1 AND generation = 2 AND payload->>'kind' = 'startActor'", [actor.actorId])).rowCount === 1,
+        async () =>
+          (
+            await stack.db.query(
+              "SELECT 1 FROM runner_commands WHERE actor_id = $1 AND generation = 2 AND payload->>'kind' = 'startActor'",
+              [actor.actorId],
+            )
+          ).rowCount === 1,
         { timeoutMs: 10_000, message: 'StartActor queued' },
       );
       // Then A leaves and C arrives.
       a.close();
-      await waitFor(async () => (await rows(actor.actorId)).join() === idB, { timeoutMs: 5_000, message: "A's row deleted" });
+      await waitFor(async () => (await rows(actor.actorId)).join() === idB, {
+        timeoutMs: 5_000,
+        message: "A's row deleted",
+      });
     } finally {
       runner.kill('SIGCONT');
     }

@@ -35,13 +35,18 @@ type ProbeState = {
   generation: number;
 };
 
-const probeState = async (actorId: string) => (await actorRequest<ProbeState>(stack.gatewayUrl, actorId, '/state')).body;
+const probeState = async (actorId: string) =>
+  (await actorRequest<ProbeState>(stack.gatewayUrl, actorId, '/state')).body;
 const sleepNow = async (actorId: string) => {
   expect((await api.sleep(actorId)).status).toBe(202);
   return waitForActor(api, actorId, (a) => a.state === 'sleeping', 'asleep');
 };
 const rows = async (actorId: string) =>
-  (await stack.db.query<{ request_id: string }>('SELECT request_id FROM hibernating_requests WHERE actor_id = $1', [actorId])).rows.map((r) => r.request_id);
+  (
+    await stack.db.query<{ request_id: string }>('SELECT request_id FROM hibernating_requests WHERE actor_id = $1', [
+      actorId,
+    ])
+  ).rows.map((r) => r.request_id);
 
 describe('a hibernatable WebSocket', () => {
   it('stays open through idle sleep; the next message wakes the actor and seq continues', async () => {
@@ -60,7 +65,13 @@ describe('a hibernatable WebSocket', () => {
       { seq: 2, from: 'ann', text: 'two' },
       { seq: 3, from: 'ann', text: 'three' },
     ]);
-    const state = (await actorRequest<{ seq: number; connections: number; generation: number }>(stack.gatewayUrl, room.actorId, '/state')).body;
+    const state = (
+      await actorRequest<{ seq: number; connections: number; generation: number }>(
+        stack.gatewayUrl,
+        room.actorId,
+        '/state',
+      )
+    ).body;
     expect(state).toEqual({ seq: 3, connections: 1, generation: 2 });
     const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, room.actorId)));
     expect(starts.map((s) => s.reason)).toEqual(['create', 'wake']);
@@ -126,11 +137,20 @@ describe('a hibernatable WebSocket', () => {
     const before = await rows(actor.actorId);
     expect(before).toHaveLength(2);
     const stateBefore = await probeState(actor.actorId);
-    const [idA, idB] = [stateBefore.received.find((r) => r.text === 'a1')!.conn, stateBefore.received.find((r) => r.text === 'b1')!.conn];
+    const [idA, idB] = [
+      stateBefore.received.find((r) => r.text === 'a1')!.conn,
+      stateBefore.received.find((r) => r.text === 'b1')!.conn,
+    ];
 
     a.close();
-    await waitFor(async () => (await rows(actor.actorId)).join() === idB, { timeoutMs: 5_000, message: "only b's row left" });
-    await waitFor(async () => (await probeState(actor.actorId)).disconnects[idA] === 1, { timeoutMs: 5_000, message: 'the actor saw a leave' });
+    await waitFor(async () => (await rows(actor.actorId)).join() === idB, {
+      timeoutMs: 5_000,
+      message: "only b's row left",
+    });
+    await waitFor(async () => (await probeState(actor.actorId)).disconnects[idA] === 1, {
+      timeoutMs: 5_000,
+      message: 'the actor saw a leave',
+    });
 
     await sleepNow(actor.actorId);
     b.send('b2');
@@ -148,11 +168,14 @@ describe('a hibernatable WebSocket', () => {
     await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running');
     const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);
     // The row exists as soon as the actor accepts, not on a later heartbeat tick (T/2 = 45 s).
-    const [requestId] = await waitFor(async () => ((await rows(actor.actorId)).length === 1 ? rows(actor.actorId) : undefined), {
-      timeoutMs: 2_000,
-      intervalMs: 10,
-      message: 'row inserted on accept',
-    });
+    const [requestId] = await waitFor(
+      async () => ((await rows(actor.actorId)).length === 1 ? rows(actor.actorId) : undefined),
+      {
+        timeoutMs: 2_000,
+        intervalMs: 10,
+        message: 'row inserted on accept',
+      },
+    );
     await sleepNow(actor.actorId);
     client.send('after the stop');
     await client.waitForMessages(1);
@@ -257,7 +280,7 @@ describe('the gateway closes a client with a clear code', () => {
     expect(await client.waitForClose(15_000)).toMatchObject({ code: ClientCloseCode.ActorUnavailable });
   });
 
-  it('when the actor closes it, with the actor\'s code, and the row goes', async () => {
+  it("when the actor closes it, with the actor's code, and the row goes", async () => {
     const actor = await createActor(api, { name: 'probe', key: 'closer' });
     const client = await TestClient.connect(stack.gatewayUrl, actor.actorId);
     client.send('close-me');
@@ -279,7 +302,9 @@ describe('the gateway closes a client with a clear code', () => {
     await client.waitForMessages(1);
     await sleepNow(actor.actorId);
     // The actor's record of the connection is lost while it sleeps.
-    await stack.db.query("DELETE FROM actor_kv WHERE actor_id = $1 AND key LIKE '\\_\\_dormouse/conn/%'", [actor.actorId]);
+    await stack.db.query("DELETE FROM actor_kv WHERE actor_id = $1 AND key LIKE '\\_\\_dormouse/conn/%'", [
+      actor.actorId,
+    ]);
     await api.wake(actor.actorId);
     expect(await client.waitForClose()).toMatchObject({ code: ClientCloseCode.UnknownConnection });
     await waitFor(async () => (await rows(actor.actorId)).length === 0, { timeoutMs: 5_000, message: 'row deleted' });
@@ -287,7 +312,11 @@ describe('the gateway closes a client with a clear code', () => {
 });
 
 describe('the WebSocket upgrade', () => {
-  const upgrade = (id: string) => TestClient.connect(stack.gatewayUrl, id).then(() => null, (err: { status?: number; body?: string }) => err);
+  const upgrade = (id: string) =>
+    TestClient.connect(stack.gatewayUrl, id).then(
+      () => null,
+      (err: { status?: number; body?: string }) => err,
+    );
 
   it('answers a malformed actor id with a JSON 400', async () => {
     const err = await upgrade('not-a-uuid');

@@ -34,26 +34,34 @@ describe('an actor', () => {
     expect(running).toMatchObject({ state: 'running', generation: 1 });
     expect(running.runnerId).toMatch(/^[0-9a-f-]{36}$/);
 
-    const posted = await actorRequest(stack.gatewayUrl, actor.actorId, '/messages', { json: { from: 'ann', text: 'hi' } });
+    const posted = await actorRequest(stack.gatewayUrl, actor.actorId, '/messages', {
+      json: { from: 'ann', text: 'hi' },
+    });
     expect(posted).toEqual({ status: 201, body: { seq: 1, from: 'ann', text: 'hi' } });
 
     // The operator's view: the start is in the history with its summary.
     const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, actor.actorId)));
     expect(starts).toHaveLength(1);
     expect(starts[0]).toMatchObject({ generation: 1, reason: 'create', snapshot: [] });
-    expect(starts[0]!.sendSummary).toBe(`start generation 1 on runner ${running.runnerId} (create) with 0 hibernating requests`);
+    expect(starts[0]!.sendSummary).toBe(
+      `start generation 1 on runner ${running.runnerId} (create) with 0 hibernating requests`,
+    );
   });
 
   it('is one actor for ten concurrent get-or-create calls on one key', async () => {
-    const responses = await Promise.all(Array.from({ length: 10 }, () => api.getOrCreate({ name: 'chat', key: 'contended' })));
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => api.getOrCreate({ name: 'chat', key: 'contended' })),
+    );
     const ids = new Set(responses.map((r) => ('actor' in r.body ? r.body.actor.actorId : `error ${r.status}`)));
     expect(ids.size).toBe(1);
     expect(responses.filter((r) => r.status === 201)).toHaveLength(1);
     expect(responses.filter((r) => r.status === 200)).toHaveLength(9);
 
     const [actorId] = [...ids] as [string];
-    const { rows } = await stack.db.query("SELECT count(*)::int AS n FROM actors WHERE name = 'chat' AND key = 'contended'");
-    expect(rows[0].n).toBe(1);
+    const { rows } = await stack.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM actors WHERE name = 'chat' AND key = 'contended'",
+    );
+    expect(rows[0]?.n).toBe(1);
     const state = await actorRequest<ChatState>(stack.gatewayUrl, actorId, '/state');
     expect(state.status).toBe(200);
     const list = await api.list({ name: 'chat', key: 'contended' });
@@ -103,7 +111,12 @@ describe('an actor', () => {
     await waitForActor(api, actor.actorId, (a) => a.state === 'running' && a.generation === 2, 'awake on request');
 
     expect((await api.reschedule(actor.actorId)).status).toBe(202);
-    const moved = await waitForActor(api, actor.actorId, (a) => a.state === 'running' && a.generation === 3, 'rescheduled');
+    const moved = await waitForActor(
+      api,
+      actor.actorId,
+      (a) => a.state === 'running' && a.generation === 3,
+      'rescheduled',
+    );
     expect(moved.runnerId).not.toBeNull();
 
     const state = await actorRequest<{ starts: number }>(stack.gatewayUrl, actor.actorId, '/state');
@@ -139,8 +152,17 @@ describe('an actor', () => {
     await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'running');
     for (let generation = 2; generation <= 9; generation++) {
       await api.sleep(actor.actorId);
-      await waitForActor(api, actor.actorId, (a) => a.state === 'sleeping', `asleep after generation ${generation - 1}`);
-      const woken = await actorRequest<{ starts: number; generation: number }>(stack.gatewayUrl, actor.actorId, '/state');
+      await waitForActor(
+        api,
+        actor.actorId,
+        (a) => a.state === 'sleeping',
+        `asleep after generation ${generation - 1}`,
+      );
+      const woken = await actorRequest<{ starts: number; generation: number }>(
+        stack.gatewayUrl,
+        actor.actorId,
+        '/state',
+      );
       expect(woken.body).toMatchObject({ starts: generation, generation });
     }
     const runs = await actorHistories(stack.temporal, actor.actorId);
@@ -148,17 +170,27 @@ describe('an actor', () => {
     const starts = recordedStarts(activityCalls(runs));
     expect(starts.map((s) => s.generation)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const handle = stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId));
-    expect(await handle.query<{ state: string; generation: number }>('state')).toMatchObject({ state: 'running', generation: 9 });
+    expect(await handle.query<{ state: string; generation: number }>('state')).toMatchObject({
+      state: 'running',
+      generation: 9,
+    });
     const described = await handle.describe();
-    expect(described.searchAttributes).toMatchObject({ ActorState: ['running'], ActorGeneration: [9], ActorName: ['probe'] });
+    expect(described.searchAttributes).toMatchObject({
+      ActorState: ['running'],
+      ActorGeneration: [9],
+      ActorName: ['probe'],
+    });
     await recordHistories(stack.temporal, actor.actorId, 'continue-as-new');
   });
 
   it('is destroyed: the workflow ends, storage goes, the key is free again', async () => {
     const actor = await createActor(api, { name: 'chat', key: 'doomed' });
     await actorRequest(stack.gatewayUrl, actor.actorId, '/messages', { json: { text: 'remember me' } });
-    const kvBefore = await stack.db.query('SELECT count(*)::int AS n FROM actor_kv WHERE actor_id = $1', [actor.actorId]);
-    expect(kvBefore.rows[0].n).toBeGreaterThan(0);
+    const kvBefore = await stack.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM actor_kv WHERE actor_id = $1',
+      [actor.actorId],
+    );
+    expect(kvBefore.rows[0]?.n).toBeGreaterThan(0);
 
     expect((await api.destroy(actor.actorId)).status).toBe(202);
     const handle = stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId));
@@ -168,11 +200,15 @@ describe('an actor', () => {
     const destroyed = await getActor(api, actor.actorId);
     expect(destroyed).toMatchObject({ state: 'destroyed', runnerId: null });
     expect(destroyed.destroyedAt).not.toBeNull();
-    const kvAfter = await stack.db.query('SELECT count(*)::int AS n FROM actor_kv WHERE actor_id = $1', [actor.actorId]);
-    expect(kvAfter.rows[0].n).toBe(0);
-    const slots = await stack.db.query('SELECT coalesce(sum(allocated), 0)::int AS n FROM runners');
-    const placed = await stack.db.query("SELECT count(*)::int AS n FROM actors WHERE runner_id IS NOT NULL");
-    expect(slots.rows[0].n).toBe(placed.rows[0].n);
+    const kvAfter = await stack.db.query<{ n: number }>('SELECT count(*)::int AS n FROM actor_kv WHERE actor_id = $1', [
+      actor.actorId,
+    ]);
+    expect(kvAfter.rows[0]?.n).toBe(0);
+    const slots = await stack.db.query<{ n: number }>('SELECT coalesce(sum(allocated), 0)::int AS n FROM runners');
+    const placed = await stack.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM actors WHERE runner_id IS NOT NULL',
+    );
+    expect(slots.rows[0]?.n).toBe(placed.rows[0]?.n);
 
     // Gone for good, whatever is asked of it: 410 from the tunnel and the management API alike.
     const requestToDestroyed = await actorRequest(stack.gatewayUrl, actor.actorId, '/state');

@@ -45,12 +45,18 @@ describe('gateway metrics', () => {
 
     await api.sleep(room.actorId);
     await waitForActor(api, room.actorId, (a) => a.state === 'sleeping', 'asleep');
-    await waitFor(async () => (await sample('dormouse_hibernating_sockets')) === 1, { timeoutMs: 5_000, message: 'one hibernating socket' });
+    await waitFor(async () => (await sample('dormouse_hibernating_sockets')) === 1, {
+      timeoutMs: 5_000,
+      message: 'one hibernating socket',
+    });
     expect(await sample('dormouse_actors{state="sleeping"}')).toBe(1);
 
     client.send('two'); // wakes it
     await client.waitForMessages(2);
-    await waitFor(async () => (await sample('dormouse_actor_wake_seconds_count{trigger="websocket"}')) === 1, { timeoutMs: 5_000, message: 'a timed websocket wake' });
+    await waitFor(async () => (await sample('dormouse_actor_wake_seconds_count{trigger="websocket"}')) === 1, {
+      timeoutMs: 5_000,
+      message: 'a timed websocket wake',
+    });
     expect(await sample('dormouse_actor_wakes_total{trigger="websocket"}')).toBe(1);
     expect(await sample('dormouse_actor_starts_total')).toBe(2);
     expect(await sample('dormouse_hibernating_sockets')).toBe(0);
@@ -59,7 +65,10 @@ describe('gateway metrics', () => {
     await waitForActor(api, room.actorId, (a) => a.state === 'sleeping', 'asleep again');
     expect((await actorRequest(stack.gatewayUrl, room.actorId, '/state')).status).toBe(200); // an HTTP wake
     expect(await sample('dormouse_actor_wakes_total{trigger="http"}')).toBe(1);
-    await waitFor(async () => (await sample('dormouse_actor_wake_seconds_count{trigger="http"}')) === 1, { timeoutMs: 5_000, message: 'a timed http wake' });
+    await waitFor(async () => (await sample('dormouse_actor_wake_seconds_count{trigger="http"}')) === 1, {
+      timeoutMs: 5_000,
+      message: 'a timed http wake',
+    });
     expect(await sample('dormouse_actor_starts_total')).toBe(3);
     client.close();
   });

@@ -37,7 +37,8 @@ async function plan(sql: string, params: unknown[]): Promise<string> {
 
 describe('schema', () => {
   it('keeps no column that is written but never read', async () => {
-    for (const dropped of ['connectable', 'sleep_ts', 'alarm_ts']) expect(await columns('actors')).not.toContain(dropped);
+    for (const dropped of ['connectable', 'sleep_ts', 'alarm_ts'])
+      expect(await columns('actors')).not.toContain(dropped);
     for (const dropped of ['name', 'connected_at']) expect(await columns('runners')).not.toContain(dropped);
   });
 
@@ -54,8 +55,18 @@ describe('schema', () => {
       [60_000],
       'actors_orphan_idx',
     ],
-    ['the command trim', `DELETE FROM runner_commands WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)`, [600_000], 'runner_commands_created_idx'],
-    ['listing live actors', 'SELECT actor_id FROM actors WHERE destroyed_at IS NULL ORDER BY created_at, actor_id LIMIT $1', [100], 'actors_live_created_idx'],
+    [
+      'the command trim',
+      `DELETE FROM runner_commands WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)`,
+      [600_000],
+      'runner_commands_created_idx',
+    ],
+    [
+      'listing live actors',
+      'SELECT actor_id FROM actors WHERE destroyed_at IS NULL ORDER BY created_at, actor_id LIMIT $1',
+      [100],
+      'actors_live_created_idx',
+    ],
   ])('serves %s from an index', async (_what, sql, params, index) => {
     expect(await plan(sql, params)).toContain(index);
   });

@@ -32,7 +32,8 @@ const faultsFired: { actorId: string; generation: number; attempt: number }[] = 
 const faults: Faults = {
   async beforeInsertAndSendCommands({ attempt, input }) {
     const start = input.commands.find((c) => c.command.kind === 'startActor');
-    if (!armed || !start || start.actorId !== armed.actorId || start.generation !== armed.generation || attempt !== 1) return;
+    if (!armed || !start || start.actorId !== armed.actorId || start.generation !== armed.generation || attempt !== 1)
+      return;
     faultsFired.push({ actorId: start.actorId, generation: start.generation, attempt });
     await armed.change();
     throw new Error('injected fault: first attempt of insertAndSendCommands fails');
@@ -63,7 +64,9 @@ beforeAll(async () => {
   worker = await startWorker(config, log, faults);
   // A live gateway (beyond the stack's own) holding hibernating requests, and a dead one.
   await stack.db.query("INSERT INTO gateways (gateway_id, address) VALUES ('gw-live', 'test')");
-  await stack.db.query("INSERT INTO gateways (gateway_id, address, last_ping_at) VALUES ('gw-dead', 'test', now() - interval '1 hour')");
+  await stack.db.query(
+    "INSERT INTO gateways (gateway_id, address, last_ping_at) VALUES ('gw-dead', 'test', now() - interval '1 hour')",
+  );
 });
 afterAll(async () => {
   await worker?.shutdown();
@@ -72,12 +75,19 @@ afterAll(async () => {
 
 async function hibernate(actorId: string, gatewayId = 'gw-live'): Promise<HibernatingRequestRef> {
   const requestId = randomUUID();
-  await stack.db.query('INSERT INTO hibernating_requests (gateway_id, request_id, actor_id) VALUES ($1, $2, $3)', [gatewayId, requestId, actorId]);
+  await stack.db.query('INSERT INTO hibernating_requests (gateway_id, request_id, actor_id) VALUES ($1, $2, $3)', [
+    gatewayId,
+    requestId,
+    actorId,
+  ]);
   return { gatewayId, requestId };
 }
 
 async function close(ref: HibernatingRequestRef): Promise<void> {
-  await stack.db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1 AND request_id = $2', [ref.gatewayId, ref.requestId]);
+  await stack.db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1 AND request_id = $2', [
+    ref.gatewayId,
+    ref.requestId,
+  ]);
 }
 
 async function tableNow(actorId: string): Promise<HibernatingRequestRef[]> {
@@ -121,7 +131,12 @@ describe('the StartActor snapshot', () => {
       },
     };
     expect((await api.wake(actor.actorId)).status).toBe(202);
-    await waitForActor(api, actor.actorId, (x) => x.state === 'running' && x.generation === 2, 'running after the retried send');
+    await waitForActor(
+      api,
+      actor.actorId,
+      (x) => x.state === 'running' && x.generation === 2,
+      'running after the retried send',
+    );
     armed = null;
     expect(faultsFired).toEqual([{ actorId: actor.actorId, generation: 2, attempt: 1 }]);
 
@@ -132,9 +147,12 @@ describe('the StartActor snapshot', () => {
     // The table moved on; the command did not.
     expect(await tableNow(actor.actorId)).toEqual(expect.arrayContaining([b, c!]));
 
-    const queued = await stack.db.query('SELECT payload FROM runner_commands WHERE actor_id = $1 AND generation = 2 AND idx = 0', [actor.actorId]);
+    const queued = await stack.db.query<{ payload: unknown }>(
+      'SELECT payload FROM runner_commands WHERE actor_id = $1 AND generation = 2 AND idx = 0',
+      [actor.actorId],
+    );
     expect(queued.rows).toHaveLength(1);
-    expect(queued.rows[0].payload).toEqual(recorded.command);
+    expect(queued.rows[0]?.payload).toEqual(recorded.command);
 
     const applied = (await startsApplied([runner], actor.actorId)).filter((s) => s.generation === 2);
     expect(applied).toEqual([recorded.command]);
@@ -164,7 +182,12 @@ describe('the StartActor snapshot', () => {
 
     await seed(3);
     await actorRequest(stack.gatewayUrl, actor.actorId, '/crash', { method: 'POST' });
-    await waitForActor(api, actor.actorId, (x) => x.state === 'running' && x.generation === 3, 'restarted after the crash');
+    await waitForActor(
+      api,
+      actor.actorId,
+      (x) => x.state === 'running' && x.generation === 3,
+      'restarted after the crash',
+    );
 
     await seed(4);
     const runnerC = await stack.startRunner({ name: 'runner-c', env: { PROBE_RUNNER_NAME: 'c' } });
@@ -176,7 +199,13 @@ describe('the StartActor snapshot', () => {
     const victim = host === 'b' ? runnerB : runnerC;
     victim.kill('SIGKILL');
     await victim.exited;
-    await waitForActor(api, actor.actorId, (x) => x.state === 'running' && x.generation === 5, 'moved off the lost runner', 20_000);
+    await waitForActor(
+      api,
+      actor.actorId,
+      (x) => x.state === 'running' && x.generation === 5,
+      'moved off the lost runner',
+      20_000,
+    );
 
     const recorded = await startsRecorded(actor.actorId);
     expect(recorded.map((s) => s.reason)).toEqual(['create', 'wake', 'crash', 'reschedule', 'lost']);
@@ -211,9 +240,13 @@ describe('reading the hibernating-request table', () => {
     // Reads are FROM or JOIN the table; deletes (every way a request ends) are not reads.
     const selects = files.filter((f) => /(?<!DELETE\s)(FROM|JOIN)\s+hibernating_requests/i.test(f.text));
     expect(selects.map((f) => f.path)).toEqual(['db/hibernating-requests.ts']);
-    const callers = files.filter((f) => f.text.includes('listLiveHibernatingRequests(') && f.path !== 'db/hibernating-requests.ts');
+    const callers = files.filter(
+      (f) => f.text.includes('listLiveHibernatingRequests(') && f.path !== 'db/hibernating-requests.ts',
+    );
     expect(callers.map((f) => f.path)).toEqual(['activities/start.ts']);
-    const workflowCalls = files.flatMap((f) => (f.text.match(/acts\.listHibernatingRequests/g) ?? []).map(() => f.path));
+    const workflowCalls = files.flatMap((f) =>
+      (f.text.match(/acts\.listHibernatingRequests/g) ?? []).map(() => f.path),
+    );
     expect(workflowCalls).toEqual(['workflows/actor.ts']);
     const actor = files.find((f) => f.path === 'workflows/actor.ts')!.text;
     const inStart = actor.slice(actor.indexOf('private async startGeneration'), actor.indexOf('// --- Waiting phases'));

@@ -33,7 +33,9 @@ if (chromiumLookup.path === undefined) {
   if (/^(true|1)$/i.test(process.env.CI ?? '')) {
     throw new Error(`CI: the Temporal UI browser test needs Chromium, and there is ${chromiumLookup.missing}`);
   }
-  console.warn(`SKIPPED: the Temporal UI browser test (test/temporal-ui.test.ts) needs Chromium; ${chromiumLookup.missing}`);
+  console.warn(
+    `SKIPPED: the Temporal UI browser test (test/temporal-ui.test.ts) needs Chromium; ${chromiumLookup.missing}`,
+  );
 }
 
 describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
@@ -74,13 +76,16 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
     // The UI's own outside requests (its news feed at newsfeed.temporal.io) fail fast instead
     // of depending on the network: only the dev server's UI is in the test.
     const uiOrigin = new URL(uiUrl).origin;
-    await page.route((url) => url.origin !== uiOrigin, (route) => route.abort('blockedbyclient'));
+    await page.route(
+      (url) => url.origin !== uiOrigin,
+      (route) => route.abort('blockedbyclient'),
+    );
   });
 
   afterAll(async () => {
     // Both, even when one fails.
     const results = await Promise.allSettled([closeBrowser(browser), stack?.stop()]);
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     if (errors.length > 0) throw new AggregateError(errors, 'closing the browser or stopping the stack failed');
   });
 
@@ -207,9 +212,15 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
       const base = join(stack.logDir, `ui-failure-${name}`);
       await mkdir(stack.logDir, { recursive: true }).catch(() => undefined);
       await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5_000 }).catch(() => undefined);
-      const text = await page.locator('body').innerText({ timeout: 5_000 }).catch((e: unknown) => `(no text: ${String(e)})`);
+      const text = await page
+        .locator('body')
+        .innerText({ timeout: 5_000 })
+        .catch((e: unknown) => `(no text: ${String(e)})`);
       await writeFile(`${base}.txt`, `${page.url()}\n\n${text}`).catch(() => undefined);
-      throw new Error(`${err instanceof Error ? err.message : String(err)}\n(the page as it was: ${base}.png, ${base}.txt)`, { cause: err });
+      throw new Error(
+        `${err instanceof Error ? err.message : String(err)}\n(the page as it was: ${base}.png, ${base}.txt)`,
+        { cause: err },
+      );
     }
   }
 });

@@ -30,7 +30,9 @@ export function reaperActivities({ db, client, config, log }: ActivityDeps) {
       // Signal every actor still placed on a lost runner, not only the newly lost: a signal
       // that failed last tick is sent again, and the workflow ignores a repeat.
       const stranded = await actorsOnLostRunners(db);
-      await Promise.all(stranded.map(({ actorId, runnerId }) => signalActor(client, actorId, runnerLostSignal, { runnerId })));
+      await Promise.all(
+        stranded.map(({ actorId, runnerId }) => signalActor(client, actorId, runnerLostSignal, { runnerId })),
+      );
 
       const sweptRequests = await deleteDeadGatewayRequests(db, t.hibernationThresholdMs);
       const forgottenGateways = await deleteDeadGateways(db, t.hibernationThresholdMs);

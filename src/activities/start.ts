@@ -31,7 +31,10 @@ export function startActivities({ db, config, log, faults }: ActivityDeps) {
       if (!allocation) {
         throw ApplicationFailure.retryable(`no live runner with free capacity hosts this actor`, 'NoCapacity');
       }
-      log.info({ actorId: input.actorId, generation: input.generation, runnerId: allocation.runnerId }, 'actor allocated');
+      log.info(
+        { actorId: input.actorId, generation: input.generation, runnerId: allocation.runnerId },
+        'actor allocated',
+      );
       return allocation;
     },
 

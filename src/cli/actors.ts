@@ -35,13 +35,25 @@ interface ActorsDocument {
 
 /** The requests that signal an actor's workflow; each answers 202 with the actor as it was. */
 const REQUESTS = [
-  { verb: 'destroy', method: 'DELETE', suffix: '', description: 'destroy an actor: it stops for good and its state is deleted' },
-  { verb: 'sleep', method: 'POST', suffix: '/sleep', description: 'put an actor to sleep (the next request or message wakes it)' },
+  {
+    verb: 'destroy',
+    method: 'DELETE',
+    suffix: '',
+    description: 'destroy an actor: it stops for good and its state is deleted',
+  },
+  {
+    verb: 'sleep',
+    method: 'POST',
+    suffix: '/sleep',
+    description: 'put an actor to sleep (the next request or message wakes it)',
+  },
   { verb: 'wake', method: 'POST', suffix: '/wake', description: 'wake a sleeping actor' },
 ] as const;
 
 export function registerActorCommands(program: Command): void {
-  const actors = program.command('actors').description("create, inspect, sleep, wake and destroy actors (the gateway's management API)");
+  const actors = program
+    .command('actors')
+    .description("create, inspect, sleep, wake and destroy actors (the gateway's management API)");
 
   apiCommand(actors, 'create <name>', 'create an actor of a type its runners host')
     .option('--key <key>', 'its key: at most one live actor has a given name and key')
@@ -53,11 +65,10 @@ export function registerActorCommands(program: Command): void {
       print(options, document, () => actorTable([document.actor]));
     });
 
-  apiCommand(actors, 'get <actorId>', 'show an actor')
-    .action(async (actorId: string, options: ApiOptions) => {
-      const document = await api(options).request<ActorDocument>('GET', actorPath(actorId));
-      print(options, document, () => actorTable([document.actor]));
-    });
+  apiCommand(actors, 'get <actorId>', 'show an actor').action(async (actorId: string, options: ApiOptions) => {
+    const document = await api(options).request<ActorDocument>('GET', actorPath(actorId));
+    print(options, document, () => actorTable([document.actor]));
+  });
 
   apiCommand(actors, 'list', 'list the actors not destroyed, oldest first')
     .option('--name <name>', 'only actors of this name')
@@ -68,14 +79,18 @@ export function registerActorCommands(program: Command): void {
       if (options.name !== undefined) query.set('name', options.name);
       if (options.key !== undefined) query.set('key', options.key);
       if (options.limit !== undefined) query.set('limit', String(options.limit));
-      const document = await api(options).request<ActorsDocument>('GET', `/actors?${query}`);
+      const document = await api(options).request<ActorsDocument>('GET', `/actors?${query.toString()}`);
       print(options, document, () => (document.actors.length === 0 ? 'no actors' : actorTable(document.actors)));
     });
 
   for (const { verb, method, suffix, description } of REQUESTS) {
     apiCommand(actors, `${verb} <actorId>`, description).action(async (actorId: string, options: ApiOptions) => {
       const document = await api(options).request<ActorDocument>(method, actorPath(actorId, suffix));
-      print(options, document, () => `${verb} requested for actor ${document.actor.actorId} (it was ${document.actor.state})`);
+      print(
+        options,
+        document,
+        () => `${verb} requested for actor ${document.actor.actorId} (it was ${document.actor.state})`,
+      );
     });
   }
 }
@@ -106,7 +121,15 @@ function print(options: ApiOptions, document: unknown, human: () => string): voi
 function actorTable(actors: readonly Actor[]): string {
   return formatTable(
     ['ACTOR ID', 'NAME', 'KEY', 'STATE', 'GENERATION', 'RUNNER', 'CREATED'],
-    actors.map((a) => [a.actorId, a.name, a.key ?? '-', a.state, String(a.generation), a.runnerId ?? '-', a.createdAt.replace(/\.\d+Z$/, 'Z')]),
+    actors.map((a) => [
+      a.actorId,
+      a.name,
+      a.key ?? '-',
+      a.state,
+      String(a.generation),
+      a.runnerId ?? '-',
+      a.createdAt.replace(/\.\d+Z$/, 'Z'),
+    ]),
   );
 }
 

@@ -97,7 +97,10 @@ async function temporalChecks(config: Config): Promise<CheckResult[]> {
         result('searchAttributes', 'skipped', 'needs the namespace'),
       ];
     }
-    return [result('temporal', 'ok', `${address}, namespace ${namespace}`), await searchAttributesCheck(connection, namespace)];
+    return [
+      result('temporal', 'ok', `${address}, namespace ${namespace}`),
+      await searchAttributesCheck(connection, namespace),
+    ];
   } finally {
     await connection.close();
   }
@@ -106,7 +109,9 @@ async function temporalChecks(config: Config): Promise<CheckResult[]> {
 async function searchAttributesCheck(connection: Connection, namespace: string): Promise<CheckResult> {
   let registered: Record<string, number>;
   try {
-    const response = await connection.withDeadline(deadline(), () => connection.operatorService.listSearchAttributes({ namespace }));
+    const response = await connection.withDeadline(deadline(), () =>
+      connection.operatorService.listSearchAttributes({ namespace }),
+    );
     registered = response.customAttributes ?? {};
   } catch (err) {
     return result('searchAttributes', 'failed', `cannot list them: ${errorMessage(err)}`);
@@ -117,8 +122,17 @@ async function searchAttributesCheck(connection: Connection, namespace: string):
     const foundType = (IndexedValueType[found] ?? String(found)).replace(/^INDEXED_VALUE_TYPE_/, '');
     return foundType === type ? [] : [`${name} is ${foundType}, needs ${type}`];
   });
-  if (problems.length > 0) return result('searchAttributes', 'failed', `${problems.join('; ')} (register them with \`temporal operator search-attribute create\`)`);
-  return result('searchAttributes', 'ok', ACTOR_SEARCH_ATTRIBUTES.map(({ name, type }) => `${name} (${type})`).join(', '));
+  if (problems.length > 0)
+    return result(
+      'searchAttributes',
+      'failed',
+      `${problems.join('; ')} (register them with \`temporal operator search-attribute create\`)`,
+    );
+  return result(
+    'searchAttributes',
+    'ok',
+    ACTOR_SEARCH_ATTRIBUTES.map(({ name, type }) => `${name} (${type})`).join(', '),
+  );
 }
 
 // --- Postgres ---------------------------------------------------------------------------------
@@ -161,9 +175,14 @@ async function schemaCheck(client: pg.Client): Promise<CheckResult> {
   const applyHint = 'workers and gateways apply migrations at start-up';
   try {
     const migrations = (await readdir(MIGRATIONS_DIR)).map((file) => basename(file, extname(file))).sort();
-    const table = await client.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [MIGRATIONS_TABLE]);
-    if (table.rows[0]?.found == null) return result('schema', 'failed', `not migrated: no ${MIGRATIONS_TABLE} table (${applyHint})`);
-    const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${client.escapeIdentifier(MIGRATIONS_TABLE)}`);
+    const table = await client.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [
+      MIGRATIONS_TABLE,
+    ]);
+    if (table.rows[0]?.found == null)
+      return result('schema', 'failed', `not migrated: no ${MIGRATIONS_TABLE} table (${applyHint})`);
+    const { rows } = await client.query<{ name: string }>(
+      `SELECT name FROM ${client.escapeIdentifier(MIGRATIONS_TABLE)}`,
+    );
     const applied = new Set(rows.map((r) => r.name));
     const pending = migrations.filter((m) => !applied.has(m));
     if (pending.length > 0) return result('schema', 'failed', `not applied: ${pending.join(', ')} (${applyHint})`);
@@ -188,7 +207,12 @@ async function runnersCheck(client: pg.Client, config: Config): Promise<CheckRes
     );
     const { live, held } = rows[0]!;
     if (live > 0) return result('runners', 'ok', `${live} connected`);
-    if (held > 0) return result('runners', 'failed', `${held} held by a gateway but none pinged in the last ${lostMs / 1000} s: is the gateway running?`);
+    if (held > 0)
+      return result(
+        'runners',
+        'failed',
+        `${held} held by a gateway but none pinged in the last ${lostMs / 1000} s: is the gateway running?`,
+      );
     return result('runners', 'failed', 'none connected: start a runner (examples/runner.ts is one)');
   } catch (err) {
     return result('runners', 'failed', errorMessage(err));

@@ -23,7 +23,10 @@ export interface GatewayTarget {
 }
 
 export function gatewayOption(): Option {
-  return new Option('--gateway <url>', 'the gateway (default: DORMOUSE_GATEWAY_URL, else http://127.0.0.1:6420)').argParser(parseGatewayUrl);
+  return new Option(
+    '--gateway <url>',
+    'the gateway (default: DORMOUSE_GATEWAY_URL, else http://127.0.0.1:6420)',
+  ).argParser(parseGatewayUrl);
 }
 
 export function tokenOption(): Option {
@@ -37,7 +40,8 @@ function parseGatewayUrl(value: string): string {
   } catch {
     throw new InvalidArgumentError('not a URL.');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('must be an http:// or https:// URL.');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new InvalidArgumentError('must be an http:// or https:// URL.');
   return value;
 }
 
@@ -74,7 +78,9 @@ export class ManagementApi {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new Error(`the gateway at ${this.target.url} answered ${method} ${path} with something other than JSON: ${excerpt(text)}`);
+      throw new Error(
+        `the gateway at ${this.target.url} answered ${method} ${path} with something other than JSON: ${excerpt(text)}`,
+      );
     }
   }
 
@@ -97,7 +103,8 @@ export function httpErrorMessage(status: number, body: string): string {
 
 /** Why a request never got an answer, from fetch's or ws's error. */
 export function unreachableMessage(url: string, err: unknown): string {
-  if (err instanceof Error && err.name === 'TimeoutError') return `the gateway at ${url} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
+  if (err instanceof Error && err.name === 'TimeoutError')
+    return `the gateway at ${url} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`;
   const cause = rootCause(err);
   const code = (cause as NodeJS.ErrnoException).code;
   if (code === 'ECONNREFUSED') return `cannot reach the gateway at ${url}: is it running?`;

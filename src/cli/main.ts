@@ -57,7 +57,9 @@ function registerProcessCommands(program: Command): void {
 function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check that Temporal and Postgres are reachable, the schema current, the search attributes registered and runners connected')
+    .description(
+      'check that Temporal and Postgres are reachable, the schema current, the search attributes registered and runners connected',
+    )
     .option('--json', 'print the checks as JSON')
     .action(async (options: { json?: boolean }) => {
       process.exitCode = await (await import('./doctor.js')).doctor(options);

@@ -10,7 +10,14 @@ import type { Command } from 'commander';
 import WebSocket from 'ws';
 import { loadConfig } from '../config.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
-import { gatewayOption, gatewayTarget, httpErrorMessage, unreachableMessage, type GatewayOptions } from './gateway-client.js';
+import {
+  gatewayOption,
+  gatewayTarget,
+  httpErrorMessage,
+  unreachableMessage,
+  type GatewayOptions,
+} from './gateway-client.js';
+import { wsText } from '../util/ws-data.js';
 
 /** The upgrade waits only for the gateway's registry lookup, not for the actor to wake. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -55,10 +62,12 @@ function socketUrl(gatewayUrl: string, actorId: string, path: string | undefined
 async function talk(gatewayUrl: string, url: string): Promise<number> {
   // Deliberately without the admin token: the gateway forwards a socket's headers to the actor.
   const ws = new WebSocket(url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
-  const closed = new Promise<Closed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const closed = new Promise<Closed>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
   ws.on('message', (data, isBinary) => {
     if (isBinary) process.stderr.write(`(a binary message of ${rawLength(data)} bytes)\n`);
-    else process.stdout.write(`${data.toString()}\n`);
+    else process.stdout.write(`${wsText(data)}\n`);
   });
   await opened(ws, gatewayUrl);
   process.stderr.write(`connected to ${url}; each line is sent as a message, Ctrl-D closes\n`);

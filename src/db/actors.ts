@@ -79,7 +79,10 @@ export async function insertActor(db: Queryable, actor: NewActor): Promise<Actor
  * Atomic get-or-create by (name, key): concurrent callers all get the one actor. The insert and
  * the fallback read run in a loop because a concurrent destroy can free the key in between.
  */
-export async function getOrCreateActor(db: Queryable, actor: NewActor & { key: string }): Promise<{ actor: Actor; created: boolean }> {
+export async function getOrCreateActor(
+  db: Queryable,
+  actor: NewActor & { key: string },
+): Promise<{ actor: Actor; created: boolean }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const inserted = await insertActor(db, actor);
     if (inserted) return { actor: inserted, created: true };
@@ -102,7 +105,10 @@ export async function findLiveActorByKey(db: Queryable, name: string, key: strin
   return rows[0] ? toActor(rows[0]) : null;
 }
 
-export async function listActors(db: Queryable, filter: { name?: string; key?: string; limit: number }): Promise<Actor[]> {
+export async function listActors(
+  db: Queryable,
+  filter: { name?: string; key?: string; limit: number },
+): Promise<Actor[]> {
   const { rows } = await db.query<ActorRow>(
     `SELECT ${COLUMNS} FROM actors
      WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR key = $2) AND destroyed_at IS NULL
@@ -131,7 +137,9 @@ export async function allocateActor(
     if (!actor) throw new InvariantViolation(`actor ${args.actorId} does not exist`);
     if (actor.generation === args.generation && actor.runner_id) return { runnerId: actor.runner_id };
     if (actor.generation >= args.generation) {
-      throw new InvariantViolation(`actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`);
+      throw new InvariantViolation(
+        `actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`,
+      );
     }
     // Least-loaded live runner that hosts this actor type; SKIP LOCKED lets concurrent
     // allocations pick different runners instead of queueing on one row.
@@ -148,11 +156,17 @@ export async function allocateActor(
     if (!runner) return null;
     if (actor.runner_id) await releaseSlot(tx, actor.runner_id);
     await tx.query('UPDATE runners SET allocated = allocated + 1 WHERE runner_id = $1', [runner.runner_id]);
-    await tx.query(
-      `UPDATE actors SET generation = $2, runner_id = $3, state = 'starting' WHERE actor_id = $1`,
-      [args.actorId, args.generation, runner.runner_id],
-    );
-    await notifyState(tx, { actorId: args.actorId, state: 'starting', generation: args.generation, runnerId: runner.runner_id });
+    await tx.query(`UPDATE actors SET generation = $2, runner_id = $3, state = 'starting' WHERE actor_id = $1`, [
+      args.actorId,
+      args.generation,
+      runner.runner_id,
+    ]);
+    await notifyState(tx, {
+      actorId: args.actorId,
+      state: 'starting',
+      generation: args.generation,
+      runnerId: runner.runner_id,
+    });
     return { runnerId: runner.runner_id };
   });
 }
@@ -195,7 +209,12 @@ export async function recordActorState(db: Db, change: StateChange): Promise<voi
        WHERE actor_id = $1`,
       [change.actorId, change.state, leavesRunner, change.crashCount, JSON.stringify(change.lastError)],
     );
-    await notifyState(tx, { actorId: change.actorId, state: change.state, generation: change.generation, runnerId: leavesRunner ? null : row.runner_id });
+    await notifyState(tx, {
+      actorId: change.actorId,
+      state: change.state,
+      generation: change.generation,
+      runnerId: leavesRunner ? null : row.runner_id,
+    });
   });
 }
 

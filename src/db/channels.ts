@@ -22,8 +22,14 @@ export interface ActorStateNotice {
 export function parseActorStateNotice(payload: string): ActorStateNotice | null {
   try {
     const notice = JSON.parse(payload) as Partial<ActorStateNotice>;
-    if (typeof notice.actorId !== 'string' || typeof notice.state !== 'string' || typeof notice.generation !== 'number') return null;
-    return { actorId: notice.actorId, state: notice.state, generation: notice.generation, runnerId: notice.runnerId ?? null };
+    if (typeof notice.actorId !== 'string' || typeof notice.state !== 'string' || typeof notice.generation !== 'number')
+      return null;
+    return {
+      actorId: notice.actorId,
+      state: notice.state,
+      generation: notice.generation,
+      runnerId: notice.runnerId ?? null,
+    };
   } catch {
     return null;
   }

@@ -30,7 +30,12 @@ export async function insertCommands(db: Db, runnerId: string, commands: Command
  * the actor twice.
  */
 export async function pendingCommands(db: Queryable, runnerId: string): Promise<CommandEnvelope[]> {
-  const { rows } = await db.query<{ actor_id: string; generation: number; idx: number; payload: CommandEnvelope['command'] }>(
+  const { rows } = await db.query<{
+    actor_id: string;
+    generation: number;
+    idx: number;
+    payload: CommandEnvelope['command'];
+  }>(
     `SELECT c.actor_id, c.generation, c.idx, c.payload
      FROM runner_commands c JOIN actors a USING (actor_id)
      WHERE c.runner_id = $1 AND c.acked_at IS NULL

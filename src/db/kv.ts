@@ -22,7 +22,9 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
       [fence.actorId, fence.runnerId, fence.generation],
     );
     if (!rowCount) {
-      throw new Fenced(`actor ${fence.actorId} generation ${fence.generation} is not placed on runner ${fence.runnerId}`);
+      throw new Fenced(
+        `actor ${fence.actorId} generation ${fence.generation} is not placed on runner ${fence.runnerId}`,
+      );
     }
     switch (op.kind) {
       case 'get': {
@@ -38,7 +40,10 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
         const puts = new Map(op.put.map((e) => [e.key, e.value]));
         const deletes = op.delete.filter((key) => !puts.has(key));
         if (deletes.length > 0) {
-          await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [fence.actorId, deletes]);
+          await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [
+            fence.actorId,
+            deletes,
+          ]);
         }
         if (puts.size > 0) {
           await tx.query(

@@ -39,7 +39,10 @@ export async function touchRunners(db: Queryable, gatewayId: string, runnerIds: 
 
 /** The runner's socket closed; it keeps its actors until it reconnects or is declared lost. */
 export async function disconnectRunner(db: Queryable, runnerId: string, gatewayId: string): Promise<void> {
-  await db.query('UPDATE runners SET gateway_id = NULL WHERE runner_id = $1 AND gateway_id = $2', [runnerId, gatewayId]);
+  await db.query('UPDATE runners SET gateway_id = NULL WHERE runner_id = $1 AND gateway_id = $2', [
+    runnerId,
+    gatewayId,
+  ]);
 }
 
 /** Declares lost every runner whose last ping is older than the threshold; returns their ids. */
@@ -63,7 +66,9 @@ export async function actorsPlacedOn(db: Queryable, runnerId: string): Promise<M
 }
 
 export async function connectedRunnerCount(db: Queryable): Promise<number> {
-  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM runners WHERE gateway_id IS NOT NULL AND lost_at IS NULL');
+  const { rows } = await db.query<{ n: string }>(
+    'SELECT count(*) AS n FROM runners WHERE gateway_id IS NOT NULL AND lost_at IS NULL',
+  );
   return Number(rows[0]?.n ?? 0);
 }
 
@@ -74,10 +79,9 @@ export async function drainRunner(db: Queryable, runnerId: string): Promise<void
 
 /** Whether the registry places `actorId` at `generation` on this runner: what a runner may speak for. */
 export async function hosts(db: Queryable, runnerId: string, actorId: string, generation: number): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM actors WHERE actor_id = $1 AND runner_id = $2 AND generation = $3', [
-    actorId,
-    runnerId,
-    generation,
-  ]);
+  const { rowCount } = await db.query(
+    'SELECT 1 FROM actors WHERE actor_id = $1 AND runner_id = $2 AND generation = $3',
+    [actorId, runnerId, generation],
+  );
   return (rowCount ?? 0) > 0;
 }

@@ -77,7 +77,8 @@ export class ActorWatch {
             };
           }));
         onNotice = null;
-        if (!changed) throw new ActorUnavailable(`actor ${actorId} did not become ready in time (state ${actor.state})`);
+        if (!changed)
+          throw new ActorUnavailable(`actor ${actorId} did not become ready in time (state ${actor.state})`);
       }
     } finally {
       set.delete(waiter);

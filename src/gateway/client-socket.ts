@@ -212,7 +212,8 @@ export class ClientSocket {
   closeClient(code: number, reason: string): void {
     this.current = 'closed';
     this.settleOpen('closed');
-    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, closeReason(reason));
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING)
+      this.ws.close(code, closeReason(reason));
   }
 
   /** Tells the actor the connection ended, if a runner holds it (the client closed, or the gateway did). */
@@ -226,13 +227,24 @@ export class ClientSocket {
   }
 
   private sendPending(message: PendingMessage): void {
-    const sent = this.sendToActor({ kind: 'wsMessage', index: message.index, data: message.data, binary: message.binary });
+    const sent = this.sendToActor({
+      kind: 'wsMessage',
+      index: message.index,
+      data: message.data,
+      binary: message.binary,
+    });
     message.sentAt = sent ? Date.now() : null;
   }
 
   private sendToActor(message: GatewayTunnelMessage): boolean {
     if (!this.attachedTo) return false;
     const { requestId, actorId } = this;
-    return this.host.sendToRunner(this.attachedTo, { type: 'tunnel', requestId, actorId, generation: this.attachedGeneration, message });
+    return this.host.sendToRunner(this.attachedTo, {
+      type: 'tunnel',
+      requestId,
+      actorId,
+      generation: this.attachedGeneration,
+      message,
+    });
   }
 }

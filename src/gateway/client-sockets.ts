@@ -15,7 +15,15 @@ import type { Config } from '../config.js';
 import { getActor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
 import type { Queryable } from '../db/pool.js';
-import { ActorDestroyed, ActorNotFound, ActorUnavailable, BadRequest, DormouseError, InternalError, NotHosted } from '../errors.js';
+import {
+  ActorDestroyed,
+  ActorNotFound,
+  ActorUnavailable,
+  BadRequest,
+  DormouseError,
+  InternalError,
+  NotHosted,
+} from '../errors.js';
 import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
 import type { GatewayToRunner, RunnerToGateway, RunnerTunnelFrame } from '../protocol/runner-protocol.js';
@@ -114,7 +122,8 @@ export class ClientSocketHub {
       await this.deps.router.route(socket.actorId, 'websocket', async (actor) => {
         if (socket.phase !== 'opening') return; // closed meanwhile, or restored by a start
         const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, false);
-        if (outcome === 'not_hosted') throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
+        if (outcome === 'not_hosted')
+          throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
       });
     } catch (err) {
       if (socket.phase === 'closed') return;
@@ -124,7 +133,12 @@ export class ClientSocketHub {
   }
 
   /** An open request the actor does not answer within the acknowledgement timeout fails. */
-  private async requestOpenBounded(socket: ClientSocket, runnerId: string, generation: number, offer: boolean): Promise<OpenOutcome> {
+  private async requestOpenBounded(
+    socket: ClientSocket,
+    runnerId: string,
+    generation: number,
+    offer: boolean,
+  ): Promise<OpenOutcome> {
     const timer = setTimeout(() => socket.settleOpen('not_hosted'), this.deps.config.timing.ackTimeoutMs);
     try {
       return await socket.requestOpen(runnerId, generation, offer);
@@ -269,7 +283,12 @@ export class ClientSocketHub {
         continue;
       }
       if (socket.phase === 'active' && actorLeft(socket, notice)) this.onActorStopped(socket);
-      if (notice.state === 'running' && notice.runnerId && socket.phase === 'hibernating' && socket.generation < notice.generation) {
+      if (
+        notice.state === 'running' &&
+        notice.runnerId &&
+        socket.phase === 'hibernating' &&
+        socket.generation < notice.generation
+      ) {
         // The start's restore report did not reach this gateway: offer the socket instead.
         void this.offer(socket, notice.runnerId, notice.generation);
       }
@@ -332,14 +351,16 @@ export class ClientSocketHub {
   /** H2: this gateway's registration lapsed; its hibernatable sockets are no longer claimed. */
   abandonHibernatable(): void {
     for (const socket of [...this.sockets.values()]) {
-      if (socket.hibernatable) this.closeByGateway(socket, ClientCloseCode.ServiceRestart, 'gateway lost its registration; reconnect');
+      if (socket.hibernatable)
+        this.closeByGateway(socket, ClientCloseCode.ServiceRestart, 'gateway lost its registration; reconnect');
     }
   }
 
   /** Gateway shutdown: every client is told to go away. */
   close(): void {
     clearInterval(this.ticker);
-    for (const socket of [...this.sockets.values()]) this.closeByGateway(socket, ClientCloseCode.GoingAway, 'gateway shutting down');
+    for (const socket of [...this.sockets.values()])
+      this.closeByGateway(socket, ClientCloseCode.GoingAway, 'gateway shutting down');
     this.wss.close();
   }
 }

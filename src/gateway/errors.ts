@@ -27,7 +27,10 @@ function asDormouseError(error: FastifyError | DormouseError): DormouseError {
   if (error instanceof DormouseError) return error;
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    return new BadRequest(error.message, error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large' : 'bad_request');
+    return new BadRequest(
+      error.message,
+      error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large' : 'bad_request',
+    );
   }
   return new InternalError();
 }

@@ -62,8 +62,16 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   const app = buildApp(config, log);
   registerManagementApi(app, { db, client, config });
   registerHttpTunnel(app, { config, tunnel });
-  app.get('/healthz', async () => ({ ok: true, gatewayId, runners: tunnel.runners.connections().length, waiting: tunnel.waiting, ...tunnel.stats() }));
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/healthz', async () => ({
+    ok: true,
+    gatewayId,
+    runners: tunnel.runners.connections().length,
+    waiting: tunnel.waiting,
+    ...tunnel.stats(),
+  }));
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
   app.server.on('upgrade', (request, socket, head) => tunnel.handleUpgrade(request, socket, head));
 
   // Registered before it listens: registering clears rows left under this id, which must not
@@ -86,16 +94,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
       await app.close();
       await listener.close();
       await pings.flush();
-      await unregisterGateway(db, gatewayId).catch((err: unknown) => log.error({ err }, 'unregistering gateway failed'));
+      await unregisterGateway(db, gatewayId).catch((err: unknown) =>
+        log.error({ err }, 'unregistering gateway failed'),
+      );
       await client.connection.close();
       await db.end();
     },
   };
 }
 
-function buildApp(config: Config, log: Logger): FastifyInstance {
+function buildApp(config: Config, log: FastifyBaseLogger): FastifyInstance {
   const app = Fastify({
-    loggerInstance: log as FastifyBaseLogger,
+    loggerInstance: log,
     bodyLimit: config.gateway.maxBodyBytes,
     // One line per request at info would flood the log; requests are logged at debug below.
     logController: new LogController({ disableRequestLogging: true }),
@@ -104,7 +114,10 @@ function buildApp(config: Config, log: Logger): FastifyInstance {
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook('onResponse', async (request, reply) => {
-    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    request.log.debug(
+      { method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime },
+      'request',
+    );
   });
   return app;
 }

@@ -15,14 +15,25 @@ export interface HttpTunnelDeps {
 }
 
 // Connection-level headers belong to one hop; they are not forwarded either way.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'content-length',
+]);
 
 export function registerHttpTunnel(app: FastifyInstance, deps: HttpTunnelDeps): void {
   // Tunnelled bodies are opaque bytes, whatever their content type.
   app.register(async (tunnel) => {
     tunnel.removeAllContentTypeParsers();
-    tunnel.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.config.gateway.maxBodyBytes }, (_req, body, done) =>
-      done(null, body),
+    tunnel.addContentTypeParser(
+      '*',
+      { parseAs: 'buffer', bodyLimit: deps.config.gateway.maxBodyBytes },
+      (_req, body, done) => done(null, body),
     );
     const handler = (request: FastifyRequest, reply: FastifyReply) => tunnelRequest(request, reply, deps);
     tunnel.all('/actors/:actorId/http', handler);
@@ -30,7 +41,11 @@ export function registerHttpTunnel(app: FastifyInstance, deps: HttpTunnelDeps): 
   });
 }
 
-async function tunnelRequest(request: FastifyRequest, reply: FastifyReply, deps: HttpTunnelDeps): Promise<FastifyReply> {
+async function tunnelRequest(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: HttpTunnelDeps,
+): Promise<FastifyReply> {
   const actorId = parseActorId({ actorId: (request.params as { actorId: string }).actorId });
   const response = await deps.tunnel.request(actorId, {
     method: request.method,

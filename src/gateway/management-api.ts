@@ -8,7 +8,14 @@ import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { ActorDestroyed, ActorExists, ActorNotFound, BadRequest, TemporalUnavailable, Unauthorized } from '../errors.js';
+import {
+  ActorDestroyed,
+  ActorExists,
+  ActorNotFound,
+  BadRequest,
+  TemporalUnavailable,
+  Unauthorized,
+} from '../errors.js';
 import { getActor, getOrCreateActor, insertActor, listActors, type Actor } from '../db/actors.js';
 import type { Db } from '../db/pool.js';
 import { actorName } from '../protocol/runner-protocol.js';
@@ -27,9 +34,23 @@ const name = actorName;
 const key = z.string().min(1).max(512);
 const crashPolicy = z.enum(CRASH_POLICIES);
 
-const createBody = z.strictObject({ name, key: key.nullable().optional(), input: z.unknown().optional(), crashPolicy: crashPolicy.optional() });
-const getOrCreateBody = z.strictObject({ name, key, input: z.unknown().optional(), crashPolicy: crashPolicy.optional() });
-const listQuery = z.strictObject({ name: name.optional(), key: key.optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) });
+const createBody = z.strictObject({
+  name,
+  key: key.nullable().optional(),
+  input: z.unknown().optional(),
+  crashPolicy: crashPolicy.optional(),
+});
+const getOrCreateBody = z.strictObject({
+  name,
+  key,
+  input: z.unknown().optional(),
+  crashPolicy: crashPolicy.optional(),
+});
+const listQuery = z.strictObject({
+  name: name.optional(),
+  key: key.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 const actorParams = z.strictObject({ actorId: z.uuid('actorId must be a UUID') });
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {

@@ -36,14 +36,23 @@ export class GatewayMetrics {
   constructor(db: Queryable) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.starts = new Counter({ name: 'dormouse_actor_starts_total', help: 'Actor starts that reached running.', registers });
+    this.starts = new Counter({
+      name: 'dormouse_actor_starts_total',
+      help: 'Actor starts that reached running.',
+      registers,
+    });
     this.startSeconds = new Histogram({
       name: 'dormouse_actor_start_seconds',
       help: 'From an actor generation allocated to it running.',
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.wakes = new Counter({ name: 'dormouse_actor_wakes_total', help: 'Wakes this gateway asked for, by what asked.', labelNames: ['trigger'], registers });
+    this.wakes = new Counter({
+      name: 'dormouse_actor_wakes_total',
+      help: 'Wakes this gateway asked for, by what asked.',
+      labelNames: ['trigger'],
+      registers,
+    });
     this.wakeSeconds = new Histogram({
       name: 'dormouse_actor_wake_seconds',
       help: 'From a wake this gateway asked for to the actor running.',
@@ -95,8 +104,16 @@ export class GatewayMetrics {
         },
       });
     socketGauge('dormouse_client_sockets', 'Client WebSockets this gateway holds.', (s) => s.sockets);
-    socketGauge('dormouse_hibernating_sockets', 'Client WebSockets this gateway holds while their actor is stopped.', (s) => s.hibernating);
-    socketGauge('dormouse_pending_bytes', 'Client message bytes waiting for their actor to acknowledge them.', (s) => s.pendingBytes);
+    socketGauge(
+      'dormouse_hibernating_sockets',
+      'Client WebSockets this gateway holds while their actor is stopped.',
+      (s) => s.hibernating,
+    );
+    socketGauge(
+      'dormouse_pending_bytes',
+      'Client message bytes waiting for their actor to acknowledge them.',
+      (s) => s.pendingBytes,
+    );
   }
 
   /** A wake this gateway asked for; timed until the actor runs. */

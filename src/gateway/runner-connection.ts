@@ -134,7 +134,9 @@ export class RunnerConnection implements SpeakingRunner {
     if (raw === null) return this.protocolError('binary frames are not part of the protocol');
     const parsed = parseRunnerFrame(raw);
     if (!parsed.ok) return this.protocolError(parsed.error);
-    this.handle(parsed.message).catch((err: unknown) => this.log.error({ err, type: parsed.message.type }, 'runner message failed'));
+    this.handle(parsed.message).catch((err: unknown) =>
+      this.log.error({ err, type: parsed.message.type }, 'runner message failed'),
+    );
   }
 
   private protocolError(error: string): void {
@@ -172,7 +174,8 @@ export class RunnerConnection implements SpeakingRunner {
   private takeEvents(events: EventEnvelope[]): void {
     const byActor = new Map<string, EventEnvelope[]>();
     for (const e of events) byActor.set(e.actorId, [...(byActor.get(e.actorId) ?? []), e]);
-    for (const [actorId, batch] of byActor) void this.eventQueues.run(actorId, () => this.forwardEvents(actorId, batch));
+    for (const [actorId, batch] of byActor)
+      void this.eventQueues.run(actorId, () => this.forwardEvents(actorId, batch));
   }
 
   /**
@@ -195,8 +198,14 @@ export class RunnerConnection implements SpeakingRunner {
       },
     );
     if (!signalled) return;
-    this.log.debug({ actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) }, 'events signalled');
-    this.send({ type: 'ackEvents', acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })) });
+    this.log.debug(
+      { actorId, events: batch.map((e) => `${e.generation}/${e.index}:${e.event.kind}`) },
+      'events signalled',
+    );
+    this.send({
+      type: 'ackEvents',
+      acks: batch.map(({ actorId: a, generation, index }) => ({ actorId: a, generation, index })),
+    });
   }
 
   private async hostedOnly(actorId: string, batch: EventEnvelope[]): Promise<EventEnvelope[]> {
@@ -204,7 +213,8 @@ export class RunnerConnection implements SpeakingRunner {
     const allowed = new Set<number>();
     for (const generation of generations) {
       // The start this connection delivered is proof enough; the registry answers for the rest.
-      if (this.startedHere(actorId, generation) || (await hosts(this.deps.db, this.runnerId, actorId, generation))) allowed.add(generation);
+      if (this.startedHere(actorId, generation) || (await hosts(this.deps.db, this.runnerId, actorId, generation)))
+        allowed.add(generation);
       else this.log.warn({ actorId, generation }, 'events for an actor generation this runner does not host; dropped');
     }
     return batch.filter((e) => allowed.has(e.generation));
@@ -221,7 +231,11 @@ export class RunnerConnection implements SpeakingRunner {
       this.send({
         type: 'kvResponse',
         kvId: message.kvId,
-        result: { ok: false, code: fenced ? 'fenced' : 'internal', message: fenced ? err.message : 'kv operation failed' },
+        result: {
+          ok: false,
+          code: fenced ? 'fenced' : 'internal',
+          message: fenced ? err.message : 'kv operation failed',
+        },
       });
     }
   }

@@ -22,6 +22,7 @@ import { formatVersions, helloVersions, negotiateVersion } from '../protocol/ver
 import { bearerToken, poolOfToken } from './auth.js';
 import { rejectUpgrade } from './reject-upgrade.js';
 import { RunnerConnection, type RunnerConnectionDeps } from './runner-connection.js';
+import { wsText } from '../util/ws-data.js';
 
 type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
 
@@ -85,14 +86,17 @@ export class RunnerEndpoint {
     );
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer);
-      const handshake = this.readHello(ws, isBinary ? null : data.toString(), authorizedPool);
+      const handshake = this.readHello(ws, isBinary ? null : wsText(data), authorizedPool);
       if (!handshake) return;
       // Nothing else is read until the runner is registered and its handlers are attached.
       ws.pause();
-      this.accept(ws, handshake.hello, handshake.version).then(() => ws.resume(), (err: unknown) => {
-        this.deps.log.error({ err }, 'runner handshake failed');
-        ws.close(1011, 'handshake failed');
-      });
+      this.accept(ws, handshake.hello, handshake.version).then(
+        () => ws.resume(),
+        (err: unknown) => {
+          this.deps.log.error({ err }, 'runner handshake failed');
+          ws.close(1011, 'handshake failed');
+        },
+      );
     });
   }
 
@@ -100,7 +104,11 @@ export class RunnerEndpoint {
    * The hello and the version both ends speak; or null, the socket closed with why. Versions
    * come first: a runner of another version hears that, not which of its fields this one lacks.
    */
-  private readHello(ws: WebSocket, raw: string | null, authorizedPool: string | undefined): { hello: Hello; version: number } | null {
+  private readHello(
+    ws: WebSocket,
+    raw: string | null,
+    authorizedPool: string | undefined,
+  ): { hello: Hello; version: number } | null {
     const offered = raw === null ? null : helloVersions(raw);
     const version = offered && negotiateVersion(offered, SUPPORTED_PROTOCOL_VERSIONS);
     if (offered && version === null) {
@@ -154,7 +162,17 @@ export class RunnerEndpoint {
       pingIntervalMs: config.timing.runnerPingMs,
       staleActors,
     });
-    runner.log.info({ name: hello.name, protocolVersion: version, pool: hello.pool, capacity: hello.capacity, hosted: hello.actors.length, stale: staleActors.length }, 'runner connected');
+    runner.log.info(
+      {
+        name: hello.name,
+        protocolVersion: version,
+        pool: hello.pool,
+        capacity: hello.capacity,
+        hosted: hello.actors.length,
+        stale: staleActors.length,
+      },
+      'runner connected',
+    );
     runner.deliverPending();
     this.deps.tunnel.runnerConnected(hello.runnerId);
   }

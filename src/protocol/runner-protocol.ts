@@ -186,7 +186,12 @@ export type GatewayTunnelMessage = z.infer<typeof gatewayTunnelMessage>;
 
 /** Runner → gateway, about one request. */
 export const runnerTunnelMessage = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('httpResponse'), status: z.number().int().min(100).max(599), headers, body: base64.nullable() }),
+  z.strictObject({
+    kind: z.literal('httpResponse'),
+    status: z.number().int().min(100).max(599),
+    headers,
+    body: base64.nullable(),
+  }),
   /** The actor generation is not (or no longer) running on this runner: the gateway waits for the next one. */
   z.strictObject({ kind: z.literal('notHosted'), message: z.string().max(4096) }),
   /** The actor accepted a WebSocket; a hibernatable one has its metadata persisted already. */
@@ -225,7 +230,10 @@ export const runnerToGateway = z.discriminatedUnion('type', [
     /** The actors this runner process hosts right now, so a reconnect can be fenced. */
     actors: z.array(z.strictObject({ actorId, generation })).max(100_000),
   }),
-  z.strictObject({ type: z.literal('ackCommands'), acks: z.array(z.strictObject({ actorId, generation, idx: index })) }),
+  z.strictObject({
+    type: z.literal('ackCommands'),
+    acks: z.array(z.strictObject({ actorId, generation, idx: index })),
+  }),
   z.strictObject({ type: z.literal('events'), events: z.array(eventEnvelope).min(1).max(1000) }),
   z.strictObject({ type: z.literal('kvRequest'), kvId: index, actorId, generation, op: kvOp }),
   z.strictObject({ type: z.literal('ping'), ts: z.number() }),
@@ -284,7 +292,10 @@ export function parseFrame<T>(schema: z.ZodType<T>, raw: string): ParseResult<T>
   const result = schema.safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0];
-    return { ok: false, error: `invalid frame: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'unknown'}` };
+    return {
+      ok: false,
+      error: `invalid frame: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'unknown'}`,
+    };
   }
   return { ok: true, message: result.data };
 }

@@ -32,8 +32,12 @@ export function formatVersions({ min, max }: VersionRange): string {
 
 /** Read leniently (other fields are the version's business). Version 1 hellos named one version. */
 const offeredVersions = z.union([
-  z.object({ type: z.literal('hello'), protocolVersions: versionRange }).transform((h): VersionRange => h.protocolVersions),
-  z.object({ type: z.literal('hello'), protocolVersion: z.number().int() }).transform((h): VersionRange => ({ min: h.protocolVersion, max: h.protocolVersion })),
+  z
+    .object({ type: z.literal('hello'), protocolVersions: versionRange })
+    .transform((h): VersionRange => h.protocolVersions),
+  z
+    .object({ type: z.literal('hello'), protocolVersion: z.number().int() })
+    .transform((h): VersionRange => ({ min: h.protocolVersion, max: h.protocolVersion })),
 ]);
 
 /** The versions a hello frame of any version offers; null when the frame is no hello. */

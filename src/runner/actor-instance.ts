@@ -115,16 +115,25 @@ export class ActorInstance {
   async start(): Promise<void> {
     try {
       const [state, alarm] = await this.kvGet([STATE_KEY, ALARM_KEY]);
-      this.ctx.state = state ? JSON.parse(state.toString()) : (this.definition.createState?.(this.command.input) ?? null);
+      this.ctx.state = state
+        ? JSON.parse(state.toString())
+        : (this.definition.createState?.(this.command.input) ?? null);
       this.savedState = JSON.stringify(this.ctx.state);
 
       const records = (await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: CONNECTION_PREFIX }))
         .map((e) => (e.value === null ? null : parseRecord(Buffer.from(e.value, 'base64'))))
         .filter((r): r is ConnectionRecord => r !== null);
       const { restore, unknown, lost } = reconcile(this.command.hibernatingRequests, records);
-      for (const record of restore) this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
+      for (const record of restore)
+        this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
       for (const ref of unknown) {
-        this.host.send(this.tunnel(ref.requestId, { kind: 'wsClose', code: ClientCloseCode.UnknownConnection, reason: 'the actor has no record of this connection' }));
+        this.host.send(
+          this.tunnel(ref.requestId, {
+            kind: 'wsClose',
+            code: ClientCloseCode.UnknownConnection,
+            reason: 'the actor has no record of this connection',
+          }),
+        );
       }
 
       const reportRestored = () =>
@@ -142,13 +151,19 @@ export class ActorInstance {
           this.deletions.add(connectionKey(record.requestId));
           const conn = new ActorConnection(record, true, this.connectionHost());
           conn.closed = true;
-          await this.definition.onDisconnect?.(this.ctx, conn, { code: 1006, reason: 'lost while the actor was stopped' });
+          await this.definition.onDisconnect?.(this.ctx, conn, {
+            code: 1006,
+            reason: 'lost while the actor was stopped',
+          });
         }
       }, reportRestored);
       if (this.phase !== 'starting') return; // crashed or fenced meanwhile
       this.phase = 'running';
       this.emit({ kind: 'running' });
-      this.log.info({ reason: this.command.reason, restored: restore.length, lost: lost.length, unknown: unknown.length }, 'actor running');
+      this.log.info(
+        { reason: this.command.reason, restored: restore.length, lost: lost.length, unknown: unknown.length },
+        'actor running',
+      );
       if (alarm) this.scheduleAlarm(Number(alarm.toString()));
       this.touch();
     } catch (err) {
@@ -201,11 +216,15 @@ export class ActorInstance {
     this.touch();
     try {
       return await this.serially(async () => {
-        if (!this.definition.onRequest) return { status: 404, headers: { 'content-type': 'text/plain' }, body: b64('actor has no request handler') };
+        if (!this.definition.onRequest)
+          return { status: 404, headers: { 'content-type': 'text/plain' }, body: b64('actor has no request handler') };
         const request = new Request(`http://actor${message.path}`, {
           method: message.method,
           headers: message.headers,
-          body: message.body === null || message.method === 'GET' || message.method === 'HEAD' ? null : Buffer.from(message.body, 'base64'),
+          body:
+            message.body === null || message.method === 'GET' || message.method === 'HEAD'
+              ? null
+              : Buffer.from(message.body, 'base64'),
         });
         let response: Response;
         try {
@@ -213,14 +232,26 @@ export class ActorInstance {
         } catch (err) {
           if (err instanceof Fenced) throw err;
           this.log.warn({ err }, 'request handler failed');
-          return { status: 500, headers: { 'content-type': 'text/plain' }, body: b64(err instanceof Error ? err.message : 'internal error') };
+          return {
+            status: 500,
+            headers: { 'content-type': 'text/plain' },
+            body: b64(err instanceof Error ? err.message : 'internal error'),
+          };
         }
         const body = Buffer.from(await response.arrayBuffer());
-        return { status: response.status, headers: Object.fromEntries(response.headers), body: body.length ? body.toString('base64') : null };
+        return {
+          status: response.status,
+          headers: Object.fromEntries(response.headers),
+          body: body.length ? body.toString('base64') : null,
+        };
       });
     } catch (err) {
       this.fail(err);
-      return { status: 503, headers: { 'content-type': 'text/plain' }, body: b64('actor stopped while handling the request') };
+      return {
+        status: 503,
+        headers: { 'content-type': 'text/plain' },
+        body: b64('actor stopped while handling the request'),
+      };
     } finally {
       this.busy--;
       this.touch();
@@ -238,13 +269,27 @@ export class ActorInstance {
         return;
       }
       if (!this.definition.onMessage) {
-        this.host.send(this.tunnel(requestId, { kind: 'wsClose', code: ClientCloseCode.Rejected, reason: 'this actor accepts no WebSockets' }));
+        this.host.send(
+          this.tunnel(requestId, {
+            kind: 'wsClose',
+            code: ClientCloseCode.Rejected,
+            reason: 'this actor accepts no WebSockets',
+          }),
+        );
         return;
       }
       const request = { path: message.path, headers: message.headers };
       const choice = this.definition.hibernatable;
       const hibernatable = typeof choice === 'function' ? choice(this.ctx, request) : choice === true;
-      const record: ConnectionRecord = { v: 1, requestId, gatewayId: message.gatewayId, lastIndex: message.lastIndex, ...request, headers: { ...message.headers }, attachment: null };
+      const record: ConnectionRecord = {
+        v: 1,
+        requestId,
+        gatewayId: message.gatewayId,
+        lastIndex: message.lastIndex,
+        ...request,
+        headers: { ...message.headers },
+        attachment: null,
+      };
       const conn = new ActorConnection(record, hibernatable, this.connectionHost());
       conn.dirty = hibernatable;
       this.connections.set(conn.id, conn);
@@ -253,7 +298,13 @@ export class ActorInstance {
       } catch (err) {
         this.connections.delete(conn.id);
         this.deletions.delete(connectionKey(conn.id));
-        this.host.send(this.tunnel(conn.id, { kind: 'wsClose', code: ClientCloseCode.Rejected, reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected' }));
+        this.host.send(
+          this.tunnel(conn.id, {
+            kind: 'wsClose',
+            code: ClientCloseCode.Rejected,
+            reason: err instanceof Error ? err.message.slice(0, 120) : 'rejected',
+          }),
+        );
         return;
       }
       if (conn.closed) return; // refused inside onConnect; the close is on its way
@@ -274,7 +325,13 @@ export class ActorInstance {
     await this.guarded(async () => {
       const conn = this.connections.get(requestId);
       if (!conn) {
-        this.host.send(this.tunnel(requestId, { kind: 'wsClose', code: ClientCloseCode.UnknownConnection, reason: 'the actor has no such connection' }));
+        this.host.send(
+          this.tunnel(requestId, {
+            kind: 'wsClose',
+            code: ClientCloseCode.UnknownConnection,
+            reason: 'the actor has no such connection',
+          }),
+        );
         return;
       }
       if (message.index <= conn.lastIndex) {
@@ -300,7 +357,12 @@ export class ActorInstance {
     // Here the handler's write is durable (runHandler persisted it) or the actor has crashed.
     const conn = processed as ActorConnection | null;
     if (!conn || this.phase === 'ended') return;
-    this.host.faults?.afterPersistBeforeAck?.({ actorId: this.actorId, requestId: conn.id, index: message.index, data: message.data });
+    this.host.faults?.afterPersistBeforeAck?.({
+      actorId: this.actorId,
+      requestId: conn.id,
+      index: message.index,
+      data: message.data,
+    });
     this.host.send(this.tunnel(conn.id, { kind: 'wsAck', index: message.index }));
   }
 
@@ -323,7 +385,11 @@ export class ActorInstance {
     return {
       send: (conn, data) => {
         const binary = typeof data !== 'string';
-        const frame = this.tunnel(conn.id, { kind: 'wsMessage', data: binary ? Buffer.from(data).toString('base64') : data, binary });
+        const frame = this.tunnel(conn.id, {
+          kind: 'wsMessage',
+          data: binary ? Buffer.from(data).toString('base64') : data,
+          binary,
+        });
         if (this.inHandler) this.held.push(frame);
         else this.host.send(frame);
       },
@@ -401,7 +467,10 @@ export class ActorInstance {
       put: (key, value) => write([{ key: userKey(key), value: Buffer.from(value).toString('base64') }], []),
       delete: (key) => write([], [userKey(key)]),
       list: async (prefix) => {
-        const entries = await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: userKey(prefix, true) });
+        const entries = await this.host.kv(this.actorId, this.generation, {
+          kind: 'list',
+          prefix: userKey(prefix, true),
+        });
         return entries
           .filter((e) => !e.key.startsWith(RESERVED_PREFIX))
           .map((e) => ({ key: e.key, value: Buffer.from(e.value ?? '', 'base64') }));
@@ -463,7 +532,12 @@ export class ActorInstance {
 
   private async setAlarm(ts: number | null): Promise<void> {
     if (ts === null) await this.host.kv(this.actorId, this.generation, { kind: 'write', put: [], delete: [ALARM_KEY] });
-    else await this.host.kv(this.actorId, this.generation, { kind: 'write', put: [{ key: ALARM_KEY, value: b64(String(ts)) }], delete: [] });
+    else
+      await this.host.kv(this.actorId, this.generation, {
+        kind: 'write',
+        put: [{ key: ALARM_KEY, value: b64(String(ts)) }],
+        delete: [],
+      });
     this.emit({ kind: 'setAlarm', alarmTs: ts });
     this.scheduleAlarm(ts);
   }

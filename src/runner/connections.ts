@@ -29,8 +29,10 @@ export function connectionKey(requestId: string): string {
 export function parseRecord(raw: Buffer): ConnectionRecord | null {
   try {
     const value = JSON.parse(raw.toString()) as Partial<ConnectionRecord>;
-    if (value.v !== RECORD_VERSION || typeof value.requestId !== 'string' || typeof value.gatewayId !== 'string') return null;
-    if (typeof value.lastIndex !== 'number' || typeof value.path !== 'string' || typeof value.headers !== 'object') return null;
+    if (value.v !== RECORD_VERSION || typeof value.requestId !== 'string' || typeof value.gatewayId !== 'string')
+      return null;
+    if (typeof value.lastIndex !== 'number' || typeof value.path !== 'string' || typeof value.headers !== 'object')
+      return null;
     return value as ConnectionRecord;
   } catch {
     return null;
@@ -95,7 +97,8 @@ export class ActorConnection implements Connection {
 
   async setAttachment(value: unknown): Promise<void> {
     const size = Buffer.byteLength(JSON.stringify(value ?? null));
-    if (size > ATTACHMENT_LIMIT_BYTES) throw new Error(`attachment of ${size} bytes is over the ${ATTACHMENT_LIMIT_BYTES}-byte limit`);
+    if (size > ATTACHMENT_LIMIT_BYTES)
+      throw new Error(`attachment of ${size} bytes is over the ${ATTACHMENT_LIMIT_BYTES}-byte limit`);
     this.record.attachment = value ?? null;
     this.dirty = true;
     this.host.changed(this);

@@ -91,13 +91,20 @@ export interface ActorDefinition<State = unknown, Input = unknown> {
    */
   onMessage?: (ctx: ActorContext<State, Input>, conn: Connection, message: string | Buffer) => Promise<void> | void;
   /** The client went away: closed, or lost while the actor was stopped. Called once per connection. */
-  onDisconnect?: (ctx: ActorContext<State, Input>, conn: Connection, event: { code: number; reason: string }) => Promise<void> | void;
+  onDisconnect?: (
+    ctx: ActorContext<State, Input>,
+    conn: Connection,
+    event: { code: number; reason: string },
+  ) => Promise<void> | void;
 }
 
 /** Identity function that gives actor definitions their types. */
-export function defineActor<State = unknown, Input = unknown>(definition: ActorDefinition<State, Input>): ActorDefinition<State, Input> {
+export function defineActor<State = unknown, Input = unknown>(
+  definition: ActorDefinition<State, Input>,
+): ActorDefinition<State, Input> {
   const name = actorName.safeParse(definition.name);
-  if (!name.success) throw new Error(`invalid actor name ${JSON.stringify(definition.name)}: ${name.error.issues[0]?.message}`);
+  if (!name.success)
+    throw new Error(`invalid actor name ${JSON.stringify(definition.name)}: ${name.error.issues[0]?.message}`);
   return definition;
 }
 

@@ -18,6 +18,7 @@ import {
 } from '../protocol/runner-protocol.js';
 import { formatVersions, speaksVersion } from '../protocol/versions.js';
 import { Backoff } from '../util/backoff.js';
+import { wsText } from '../util/ws-data.js';
 
 export type Welcome = Extract<GatewayToRunner, { type: 'welcome' }>;
 type Hello = Extract<RunnerToGateway, { type: 'hello' }>;
@@ -94,7 +95,9 @@ export class GatewayLink {
       if (response.statusCode === 401 || response.statusCode === 403) {
         this.stopped = true;
         this.log.error({ status: response.statusCode }, 'gateway refused the runner token; not reconnecting');
-        this.firstWelcome?.reject(new Error(`gateway refused the runner (HTTP ${response.statusCode}): check DORMOUSE_RUNNER_TOKEN`));
+        this.firstWelcome?.reject(
+          new Error(`gateway refused the runner (HTTP ${response.statusCode}): check DORMOUSE_RUNNER_TOKEN`),
+        );
         this.firstWelcome = null;
       }
       ws.terminate();
@@ -102,7 +105,7 @@ export class GatewayLink {
 
     ws.on('open', () => ws.send(JSON.stringify(this.handlers.hello())));
     ws.on('message', (data, isBinary) => {
-      const parsed = isBinary ? null : parseGatewayFrame(data.toString());
+      const parsed = isBinary ? null : parseGatewayFrame(wsText(data));
       if (!parsed?.ok) {
         const error = parsed ? parsed.error : 'binary frame';
         this.log.error({ error }, 'malformed gateway frame; reconnecting');
@@ -122,7 +125,10 @@ export class GatewayLink {
         this.ready = true;
         this.backoff.reset();
         this.startPinging(ws, message.pingIntervalMs);
-        this.log.info({ gatewayId: message.gatewayId, protocolVersion: message.protocolVersion, stale: message.staleActors.length }, 'connected to gateway');
+        this.log.info(
+          { gatewayId: message.gatewayId, protocolVersion: message.protocolVersion, stale: message.staleActors.length },
+          'connected to gateway',
+        );
         this.handlers.onWelcome(message);
         this.firstWelcome?.resolve();
         this.firstWelcome = null;

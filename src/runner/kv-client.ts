@@ -3,7 +3,13 @@
  * when the socket drops is simply sent again after the reconnect.
  */
 import { Fenced } from '../errors.js';
-import { KV_TIMEOUT_MS, type GatewayToRunner, type KvEntry, type KvOp, type RunnerToGateway } from '../protocol/runner-protocol.js';
+import {
+  KV_TIMEOUT_MS,
+  type GatewayToRunner,
+  type KvEntry,
+  type KvOp,
+  type RunnerToGateway,
+} from '../protocol/runner-protocol.js';
 
 type KvRequest = Extract<RunnerToGateway, { type: 'kvRequest' }>;
 type KvResponse = Extract<GatewayToRunner, { type: 'kvResponse' }>;

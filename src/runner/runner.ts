@@ -108,7 +108,8 @@ class ActorRunner implements Runner {
     this.log.info({ actors: this.instances.size }, 'runner draining');
     this.link.send({ type: 'drain' });
     await Promise.all([...this.instances.values()].map((i) => this.serialize(i.actorId, () => i.stop('stop'))));
-    if (!(await this.outbox.drained(SHUTDOWN_ACK_TIMEOUT_MS))) this.log.warn('some events were not acknowledged before shutdown');
+    if (!(await this.outbox.drained(SHUTDOWN_ACK_TIMEOUT_MS)))
+      this.log.warn('some events were not acknowledged before shutdown');
     await this.link.close();
     this.log.info('runner stopped');
   }
@@ -172,13 +173,18 @@ class ActorRunner implements Runner {
   private takeCommands(commands: CommandEnvelope[]): void {
     const fresh = commands.filter((c) => !this.isReplay(c));
     for (const c of fresh) this.applied.set(c.actorId, { generation: c.generation, idx: c.idx });
-    this.link.send({ type: 'ackCommands', acks: commands.map(({ actorId, generation, idx }) => ({ actorId, generation, idx })) });
+    this.link.send({
+      type: 'ackCommands',
+      acks: commands.map(({ actorId, generation, idx }) => ({ actorId, generation, idx })),
+    });
     for (const c of fresh) void this.serialize(c.actorId, () => this.apply(c));
   }
 
   private isReplay(c: CommandEnvelope): boolean {
     const last = this.applied.get(c.actorId);
-    return last !== undefined && (c.generation < last.generation || (c.generation === last.generation && c.idx <= last.idx));
+    return (
+      last !== undefined && (c.generation < last.generation || (c.generation === last.generation && c.idx <= last.idx))
+    );
   }
 
   private serialize(actorId: string, fn: () => Promise<void>): Promise<void> {
@@ -199,7 +205,11 @@ class ActorRunner implements Runner {
 
     const definition = this.definitions.get(command.name);
     if (!definition) {
-      this.outbox.emit(command.actorId, command.generation, { kind: 'stopped', code: 'error', message: `runner does not host actor type ${command.name}` });
+      this.outbox.emit(command.actorId, command.generation, {
+        kind: 'stopped',
+        code: 'error',
+        message: `runner does not host actor type ${command.name}`,
+      });
       return;
     }
     const instance = new ActorInstance(command, definition, {
@@ -222,7 +232,10 @@ class ActorRunner implements Runner {
     this.outbox.retire(instance.actorId, instance.generation);
   }
 
-  private async serveHttp(address: TunnelAddress, request: TunnelMessage<GatewayTunnelMessage, 'httpRequest'>): Promise<void> {
+  private async serveHttp(
+    address: TunnelAddress,
+    request: TunnelMessage<GatewayTunnelMessage, 'httpRequest'>,
+  ): Promise<void> {
     const instance = this.hosting(address);
     if (!instance) return;
     const result = await instance.handleHttp(request);

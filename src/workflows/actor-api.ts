@@ -5,7 +5,15 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { EventEnvelope, StartReason } from '../protocol/runner-protocol.js';
 
-export const ACTOR_STATES = ['allocating', 'starting', 'running', 'stopping', 'sleeping', 'backoff', 'destroyed'] as const;
+export const ACTOR_STATES = [
+  'allocating',
+  'starting',
+  'running',
+  'stopping',
+  'sleeping',
+  'backoff',
+  'destroyed',
+] as const;
 export type ActorState = (typeof ACTOR_STATES)[number];
 
 export const CRASH_POLICIES = ['restart', 'sleep', 'destroy'] as const;

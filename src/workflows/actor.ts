@@ -174,9 +174,10 @@ class ActorLifecycle {
     const reason = m.startReason;
 
     const allocation = await this.unlessDestroyed(() =>
-      acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: `allocate generation ${generation} (${reason})` }, [
-        { actorId: this.input.actorId, generation },
-      ]),
+      acts.allocateActor.executeWithOptions(
+        { ...ALLOCATE_OPTIONS, summary: `allocate generation ${generation} (${reason})` },
+        [{ actorId: this.input.actorId, generation }],
+      ),
     );
     if (allocation === 'destroyed') return this.finishDestroy();
 
@@ -216,7 +217,12 @@ class ActorLifecycle {
   private async awaitRunning(): Promise<void> {
     const m = this.m;
     const woke = await wf.condition(
-      () => m.observed.running || m.observed.stopped !== null || m.observed.runnerLost || m.requested.destroy || continueAsNewSuggested(),
+      () =>
+        m.observed.running ||
+        m.observed.stopped !== null ||
+        m.observed.runnerLost ||
+        m.requested.destroy ||
+        continueAsNewSuggested(),
       until(m.deadline),
       { summary: 'start threshold' },
     );
@@ -370,9 +376,10 @@ class ActorLifecycle {
   }
 
   private async finishDestroy(): Promise<void> {
-    await acts.destroyActor.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: 'destroy: free the key, delete storage and hibernating requests' }, [
-      { actorId: this.input.actorId, lastError: this.m.lastError },
-    ]);
+    await acts.destroyActor.executeWithOptions(
+      { ...ACTIVITY_OPTIONS, summary: 'destroy: free the key, delete storage and hibernating requests' },
+      [{ actorId: this.input.actorId, lastError: this.m.lastError }],
+    );
     this.enter('destroyed');
   }
 
@@ -412,10 +419,12 @@ class ActorLifecycle {
   }
 
   private enter(state: ActorState): void {
-    if (this.m.state !== state) wf.log.info('actor state', { from: this.m.state, to: state, generation: this.m.generation });
+    if (this.m.state !== state)
+      wf.log.info('actor state', { from: this.m.state, to: state, generation: this.m.generation });
     this.m.state = state;
     // Off a runner, the actor has none: the UI's RunnerId and details say so, as the registry does.
-    if (state === 'allocating' || state === 'sleeping' || state === 'backoff' || state === 'destroyed') this.m.runnerId = null;
+    if (state === 'allocating' || state === 'sleeping' || state === 'backoff' || state === 'destroyed')
+      this.m.runnerId = null;
     this.publish();
   }
 
@@ -473,7 +482,8 @@ class ActorLifecycle {
         m.observed.running = true;
         return;
       case 'stopped':
-        m.observed.stopped = event.message === undefined ? { code: event.code } : { code: event.code, message: event.message };
+        m.observed.stopped =
+          event.message === undefined ? { code: event.code } : { code: event.code, message: event.message };
         return;
       case 'intent':
         m.observed.intent = event.intent;

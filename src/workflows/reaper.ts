@@ -18,7 +18,11 @@ export interface ReaperInput {
 // rather than repeating it every 10 s; the worker starts the reaper again when it restarts.
 const { reap } = wf.proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '10 seconds',
+    nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES,
+  },
 });
 
 export async function reaperWorkflow(input: ReaperInput): Promise<void> {

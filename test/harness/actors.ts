@@ -8,15 +8,20 @@ import { waitFor } from './wait.js';
 export type Api = ReturnType<typeof actorsApi>;
 
 /** Creates an actor (expects 201) and returns it. */
-export async function createActor(api: Api, body: { name: string; key?: string | null; input?: unknown; crashPolicy?: CrashPolicy }): Promise<ActorView> {
+export async function createActor(
+  api: Api,
+  body: { name: string; key?: string | null; input?: unknown; crashPolicy?: CrashPolicy },
+): Promise<ActorView> {
   const res = await api.create(body);
-  if (res.status !== 201 || !('actor' in res.body)) throw new Error(`create failed: ${res.status} ${JSON.stringify(res.body)}`);
+  if (res.status !== 201 || !('actor' in res.body))
+    throw new Error(`create failed: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.actor;
 }
 
 export async function getActor(api: Api, actorId: string): Promise<ActorView> {
   const res = await api.get(actorId);
-  if (res.status !== 200 || !('actor' in res.body)) throw new Error(`get failed: ${res.status} ${JSON.stringify(res.body)}`);
+  if (res.status !== 200 || !('actor' in res.body))
+    throw new Error(`get failed: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.actor;
 }
 

@@ -66,13 +66,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
         // so every test whose actor lives a while crosses a run boundary.
         dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': CONTINUE_AS_NEW_AFTER_EVENTS },
       }).then((server) => {
-        cleanups.push(server.stop);
+        cleanups.push(() => server.stop());
         return server;
       }),
       config.databaseUrl
         ? Promise.resolve(config.databaseUrl)
         : startEmbeddedPostgres({ dataDir: join(stateDir, 'postgres'), persistent: false }).then((server) => {
-            cleanups.push(server.stop);
+            cleanups.push(() => server.stop());
             return server.url;
           }),
       writeWorkflowBundle(join(stateDir, 'workflow-bundle.js')),

@@ -110,7 +110,8 @@ export function recordedStarts(calls: ActivityCall[]): RecordedStart[] {
     const input = call.input as InsertAndSendInput;
     const start = input.commands.find((c) => c.command.kind === 'startActor');
     if (!start || start.command.kind !== 'startActor') continue;
-    if (snapshots.length !== 1) throw new Error(`start of generation ${start.generation} follows ${snapshots.length} snapshot reads`);
+    if (snapshots.length !== 1)
+      throw new Error(`start of generation ${start.generation} follows ${snapshots.length} snapshot reads`);
     starts.push({
       generation: start.generation,
       reason: start.command.reason,
@@ -149,5 +150,5 @@ function decodeFirst(payloads: temporal.api.common.v1.IPayload[] | null | undefi
 
 function userMetadataSummary(event: HistoryEvent): string | null {
   const summary = event.userMetadata?.summary;
-  return summary ? (defaultPayloadConverter.fromPayload(summary) as string) : null;
+  return summary ? defaultPayloadConverter.fromPayload<string>(summary) : null;
 }

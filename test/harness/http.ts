@@ -57,15 +57,22 @@ function parseBody(text: string): unknown {
 }
 
 export const getJson = <T = unknown>(url: string): Promise<JsonResponse<T>> => requestJson<T>('GET', url);
-export const postJson = <T = unknown>(url: string, body?: unknown): Promise<JsonResponse<T>> => requestJson<T>('POST', url, body);
-export const putJson = <T = unknown>(url: string, body?: unknown): Promise<JsonResponse<T>> => requestJson<T>('PUT', url, body);
+export const postJson = <T = unknown>(url: string, body?: unknown): Promise<JsonResponse<T>> =>
+  requestJson<T>('POST', url, body);
+export const putJson = <T = unknown>(url: string, body?: unknown): Promise<JsonResponse<T>> =>
+  requestJson<T>('PUT', url, body);
 export const deleteJson = <T = unknown>(url: string): Promise<JsonResponse<T>> => requestJson<T>('DELETE', url);
 
 type ActorResponse = JsonResponse<{ actor: ActorView } | ApiError>;
 
 /** The §6 management API of one gateway. */
 export interface ActorsApi {
-  create(body: { name: string; key?: string | null; input?: unknown; crashPolicy?: CrashPolicy }): Promise<ActorResponse>;
+  create(body: {
+    name: string;
+    key?: string | null;
+    input?: unknown;
+    crashPolicy?: CrashPolicy;
+  }): Promise<ActorResponse>;
   getOrCreate(body: { name: string; key: string; input?: unknown; crashPolicy?: CrashPolicy }): Promise<ActorResponse>;
   get(actorId: string): Promise<ActorResponse>;
   list(query?: { name?: string; key?: string }): Promise<JsonResponse<{ actors: ActorView[] } | ApiError>>;
@@ -76,12 +83,13 @@ export interface ActorsApi {
 }
 
 export function actorsApi(gatewayUrl: string): ActorsApi {
-  const actorUrl = (actorId: string, suffix = ''): string => `${gatewayUrl}/actors/${encodeURIComponent(actorId)}${suffix}`;
+  const actorUrl = (actorId: string, suffix = ''): string =>
+    `${gatewayUrl}/actors/${encodeURIComponent(actorId)}${suffix}`;
   return {
     create: (body) => postJson(`${gatewayUrl}/actors`, body),
     getOrCreate: (body) => putJson(`${gatewayUrl}/actors`, body),
     get: (actorId) => getJson(actorUrl(actorId)),
-    list: (query = {}) => getJson(`${gatewayUrl}/actors?${new URLSearchParams(definedEntries(query))}`),
+    list: (query = {}) => getJson(`${gatewayUrl}/actors?${new URLSearchParams(definedEntries(query)).toString()}`),
     destroy: (actorId) => deleteJson(actorUrl(actorId)),
     sleep: (actorId) => postJson(actorUrl(actorId, '/sleep')),
     wake: (actorId) => postJson(actorUrl(actorId, '/wake')),

@@ -107,7 +107,12 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
   };
   const started = new Map<string, number>();
   let primaryGatewayPortTaken = false;
-  const launch = (role: string, defaultScript: string, opts: StackProcessOptions, roleEnv: Record<string, string> = {}): Promise<NodeProcess> => {
+  const launch = (
+    role: string,
+    defaultScript: string,
+    opts: StackProcessOptions,
+    roleEnv: Record<string, string> = {},
+  ): Promise<NodeProcess> => {
     // Numbered at launch, not when ready: parallel starts must not share a name (or a log file).
     const count = (started.get(role) ?? 0) + 1;
     started.set(role, count);

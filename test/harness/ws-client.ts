@@ -1,6 +1,7 @@
 /** A real WebSocket client for the tests: connects through the gateway, records what it hears. */
 import WebSocket from 'ws';
 import { waitFor } from './wait.js';
+import { wsText } from '../../src/util/ws-data.js';
 
 export interface Closed {
   code: number;
@@ -13,7 +14,7 @@ export class TestClient {
   private closedWith: Closed | null = null;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.received.push(data.toString()));
+    ws.on('message', (data) => this.received.push(wsText(data)));
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.closedWith = { code, reason: reason.toString() };
@@ -27,7 +28,10 @@ export class TestClient {
     const ws = new WebSocket(`${gatewayUrl.replace(/^http/, 'ws')}/actors/${actorId}/ws${path}`);
     const client = new TestClient(ws);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`websocket to ${actorId} did not open in ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`websocket to ${actorId} did not open in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       ws.once('open', () => {
         clearTimeout(timer);
         resolve(client);
@@ -36,7 +40,11 @@ export class TestClient {
         clearTimeout(timer);
         let body = '';
         res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })));
+        res.on('end', () =>
+          reject(
+            Object.assign(new Error(`upgrade refused: ${res.statusCode} ${body}`), { status: res.statusCode, body }),
+          ),
+        );
       });
       ws.once('error', (err) => {
         clearTimeout(timer);
@@ -60,7 +68,10 @@ export class TestClient {
 
   /** Waits until `count` messages have arrived. */
   async waitForMessages(count: number, timeoutMs = 20_000): Promise<string[]> {
-    await waitFor(() => this.received.length >= count, { timeoutMs, message: `${count} messages (have ${this.received.length})` });
+    await waitFor(() => this.received.length >= count, {
+      timeoutMs,
+      message: `${count} messages (have ${this.received.length})`,
+    });
     return this.received;
   }
 

@@ -32,7 +32,12 @@ function registry(reads: { state: string; generation: number; during?: () => voi
   };
 }
 
-const notice = (state: 'starting' | 'running' | 'sleeping', generation: number) => ({ actorId, state, generation, runnerId: null });
+const notice = (state: 'starting' | 'running' | 'sleeping', generation: number) => ({
+  actorId,
+  state,
+  generation,
+  runnerId: null,
+});
 
 describe('ActorWatch', () => {
   it('does not miss a notice that arrives while it reads, and leaves no waiter behind', async () => {
@@ -47,7 +52,12 @@ describe('ActorWatch', () => {
   });
 
   it('waits for a notice, then reads again', async () => {
-    const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }, { state: 'running', generation: 1 }]));
+    const watch = new ActorWatch(
+      registry([
+        { state: 'starting', generation: 1 },
+        { state: 'running', generation: 1 },
+      ]),
+    );
     const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake: () => undefined });
     await vi.waitFor(() => expect(watch.waiting).toBe(1));
     watch.onNotice(notice('running', 1));
@@ -57,7 +67,9 @@ describe('ActorWatch', () => {
 
   it('gives up at the deadline with a 503, and leaves no waiter behind', async () => {
     const watch = new ActorWatch(registry([{ state: 'starting', generation: 1 }]));
-    const err = await watch.waitUntilRunning(actorId, { deadline: Date.now() + 50, wake: () => undefined }).catch((e: unknown) => e);
+    const err = await watch
+      .waitUntilRunning(actorId, { deadline: Date.now() + 50, wake: () => undefined })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ActorUnavailable);
     expect((err as ActorUnavailable).httpStatus).toBe(503);
     expect(watch.waiting).toBe(0);

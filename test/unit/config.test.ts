@@ -4,7 +4,12 @@ import { ConfigError, loadConfig, requireGatewayTokens } from '../../src/config.
 describe('config', () => {
   it('has the defaults of DESIGN §7', () => {
     const c = loadConfig({});
-    expect(c.temporal).toEqual({ address: 'localhost:7233', addressGiven: false, namespace: 'default', taskQueue: 'dormouse' });
+    expect(c.temporal).toEqual({
+      address: 'localhost:7233',
+      addressGiven: false,
+      namespace: 'default',
+      taskQueue: 'dormouse',
+    });
     expect(c.gateway.port).toBe(6420);
     expect(c.timing).toMatchObject({
       hibernationThresholdMs: 90_000,
@@ -25,7 +30,11 @@ describe('config', () => {
   });
 
   it('takes overrides from the environment', () => {
-    const c = loadConfig({ DORMOUSE_START_THRESHOLD_MS: '1500', TEMPORAL_ADDRESS: 'temporal:7233', DORMOUSE_GATEWAY_PORT: '0' });
+    const c = loadConfig({
+      DORMOUSE_START_THRESHOLD_MS: '1500',
+      TEMPORAL_ADDRESS: 'temporal:7233',
+      DORMOUSE_GATEWAY_PORT: '0',
+    });
     expect(c.timing.startThresholdMs).toBe(1500);
     expect(c.temporal).toMatchObject({ address: 'temporal:7233', addressGiven: true });
     expect(c.gateway.port).toBe(0);
@@ -36,14 +45,19 @@ describe('config', () => {
   });
 
   it('reads runner tokens per pool, and refuses a malformed list', () => {
-    expect([...loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b=2' }).auth.runnerTokens]).toEqual([['a', '1'], ['b', '2']]);
+    expect([...loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b=2' }).auth.runnerTokens]).toEqual([
+      ['a', '1'],
+      ['b', '2'],
+    ]);
     expect(() => loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b' })).toThrow(/DORMOUSE_RUNNER_TOKENS/);
   });
 
   it('requires tokens outside development mode', () => {
     expect(() => requireGatewayTokens(loadConfig({}))).toThrow(/DORMOUSE_ADMIN_TOKEN and DORMOUSE_RUNNER_TOKENS/);
     expect(() => requireGatewayTokens(loadConfig({ DORMOUSE_MODE: 'development' }))).not.toThrow();
-    expect(() => requireGatewayTokens(loadConfig({ DORMOUSE_ADMIN_TOKEN: 'x'.repeat(16), DORMOUSE_RUNNER_TOKENS: 'default=t' }))).not.toThrow();
+    expect(() =>
+      requireGatewayTokens(loadConfig({ DORMOUSE_ADMIN_TOKEN: 'x'.repeat(16), DORMOUSE_RUNNER_TOKENS: 'default=t' })),
+    ).not.toThrow();
   });
 
   it('refuses nonsense with a message naming the variable', () => {

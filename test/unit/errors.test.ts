@@ -28,6 +28,10 @@ import { errorHandler, notFoundHandler } from '../../src/gateway/errors.js';
 import { rejectUpgrade } from '../../src/gateway/reject-upgrade.js';
 import { ClientCloseCode } from '../../src/protocol/client-close-codes.js';
 
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
 const actorId = randomUUID();
 
 /** Every error of the catalog, with the status, code and close code the public contract gives it. */
@@ -51,7 +55,9 @@ const CATALOG: [DormouseError, number, string, number][] = [
 
 describe('the error catalog', () => {
   it('lists every error class here, so each has its status checked', () => {
-    const classes = Object.values(catalog).filter((v) => typeof v === 'function' && v.prototype instanceof DormouseError);
+    const classes = Object.values(catalog).filter(
+      (v) => typeof v === 'function' && v.prototype instanceof DormouseError,
+    );
     expect(new Set(CATALOG.map(([err]) => err.constructor))).toEqual(new Set(classes));
   });
 
@@ -102,12 +108,22 @@ describe('the HTTP edge', () => {
   );
 
   it("turns Fastify's own 4xx into a 400", async () => {
-    const badJson = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: '{' });
+    const badJson = await app.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: '{',
+    });
     expect(badJson.statusCode).toBe(400);
-    expect(badJson.json().error.code).toBe('bad_request');
-    const tooBig = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ a: 'x'.repeat(100) }) });
+    expect(badJson.json<ErrorBody>().error.code).toBe('bad_request');
+    const tooBig = await app.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ a: 'x'.repeat(100) }),
+    });
     expect(tooBig.statusCode).toBe(400);
-    expect(tooBig.json().error.code).toBe('body_too_large');
+    expect(tooBig.json<ErrorBody>().error.code).toBe('body_too_large');
   });
 
   it('answers anything else with a 500 that tells nothing', async () => {
@@ -134,7 +150,9 @@ describe('the upgrade edge', () => {
     const [head, body] = Buffer.concat(chunks).toString().split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 410 Gone\r\n/);
     expect(head).toContain(`Content-Length: ${Buffer.byteLength(body!)}`);
-    expect(JSON.parse(body!)).toEqual({ error: { code: 'actor_destroyed', message: `actor ${actorId} was destroyed` } });
+    expect(JSON.parse(body!)).toEqual({
+      error: { code: 'actor_destroyed', message: `actor ${actorId} was destroyed` },
+    });
   });
 });
 
@@ -148,7 +166,10 @@ describe('broken invariants in activities', () => {
   /** A pool whose one client answers the actor row read with `row`, and records the rest. */
   function registry(row: { name: string; generation: number; runner_id: string | null } | undefined): Db {
     const client = {
-      query: async (sql: string) => ({ rows: sql.startsWith('SELECT name, generation') && row ? [row] : [], rowCount: 0 }),
+      query: async (sql: string) => ({
+        rows: sql.startsWith('SELECT name, generation') && row ? [row] : [],
+        rowCount: 0,
+      }),
       release: () => undefined,
     };
     return { connect: async () => client } as unknown as Db;
@@ -157,7 +178,13 @@ describe('broken invariants in activities', () => {
   it('are what allocation throws when the registry contradicts the workflow', async () => {
     const gone = allocateActor(registry(undefined), { actorId, generation: 1, runnerLostMs: 1000 });
     await expect(gone).rejects.toThrow(InvariantViolation);
-    const ahead = allocateActor(registry({ name: 'chat', generation: 3, runner_id: null }), { actorId, generation: 2, runnerLostMs: 1000 });
-    await expect(ahead).rejects.toThrow(new InvariantViolation(`actor ${actorId} is at generation 3, cannot allocate 2`));
+    const ahead = allocateActor(registry({ name: 'chat', generation: 3, runner_id: null }), {
+      actorId,
+      generation: 2,
+      runnerLostMs: 1000,
+    });
+    await expect(ahead).rejects.toThrow(
+      new InvariantViolation(`actor ${actorId} is at generation 3, cannot allocate 2`),
+    );
   });
 });

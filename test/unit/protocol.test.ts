@@ -5,11 +5,26 @@ import { parseGatewayFrame, parseRunnerFrame } from '../../src/protocol/runner-p
 
 const actorId = randomUUID();
 /** A tunnel frame: the same envelope whatever its message says. */
-const tunnel = (message: Record<string, unknown>) => ({ type: 'tunnel', requestId: randomUUID(), actorId, generation: 3, message });
+const tunnel = (message: Record<string, unknown>) => ({
+  type: 'tunnel',
+  requestId: randomUUID(),
+  actorId,
+  generation: 3,
+  message,
+});
 
 describe('runner protocol', () => {
   it('accepts a well-formed hello', () => {
-    const frame = { type: 'hello', protocolVersions: { min: 2, max: 2 }, runnerId: randomUUID(), name: 'r', pool: 'default', capacity: 10, actorNames: ['chat'], actors: [] };
+    const frame = {
+      type: 'hello',
+      protocolVersions: { min: 2, max: 2 },
+      runnerId: randomUUID(),
+      name: 'r',
+      pool: 'default',
+      capacity: 10,
+      actorNames: ['chat'],
+      actors: [],
+    };
     expect(parseRunnerFrame(JSON.stringify(frame)).ok).toBe(true);
   });
 
@@ -18,12 +33,41 @@ describe('runner protocol', () => {
     ['an unknown type', JSON.stringify({ type: 'launch' }), 'type'],
     ['an unknown field', JSON.stringify({ type: 'ping', ts: 1, extra: true }), 'extra'],
     ['a wrong type', JSON.stringify({ type: 'ping', ts: 'now' }), 'ts'],
-    ['a negative event index', JSON.stringify({ type: 'events', events: [{ actorId, generation: 1, index: -1, event: { kind: 'running' } }] }), 'index'],
-    ['a bad actor name', JSON.stringify({ type: 'hello', protocolVersions: { min: 2, max: 2 }, runnerId: randomUUID(), name: 'r', pool: 'p', capacity: 1, actorNames: ['no spaces'], actors: [] }), 'actorNames'],
-    ['a non-base64 body', JSON.stringify(tunnel({ kind: 'httpResponse', status: 200, headers: {}, body: '***' })), 'message.body'],
-    ['a tunnel frame without its actor', JSON.stringify({ ...tunnel({ kind: 'wsAck', index: 1 }), actorId: undefined }), 'actorId'],
+    [
+      'a negative event index',
+      JSON.stringify({ type: 'events', events: [{ actorId, generation: 1, index: -1, event: { kind: 'running' } }] }),
+      'index',
+    ],
+    [
+      'a bad actor name',
+      JSON.stringify({
+        type: 'hello',
+        protocolVersions: { min: 2, max: 2 },
+        runnerId: randomUUID(),
+        name: 'r',
+        pool: 'p',
+        capacity: 1,
+        actorNames: ['no spaces'],
+        actors: [],
+      }),
+      'actorNames',
+    ],
+    [
+      'a non-base64 body',
+      JSON.stringify(tunnel({ kind: 'httpResponse', status: 200, headers: {}, body: '***' })),
+      'message.body',
+    ],
+    [
+      'a tunnel frame without its actor',
+      JSON.stringify({ ...tunnel({ kind: 'wsAck', index: 1 }), actorId: undefined }),
+      'actorId',
+    ],
     ['a tunnel frame of an unknown kind', JSON.stringify(tunnel({ kind: 'wsPing' })), 'message.kind'],
-    ['a gateway kind from a runner', JSON.stringify(tunnel({ kind: 'wsOpen', gatewayId: 'gw', path: '/', headers: {}, lastIndex: 0, offer: false })), 'message.kind'],
+    [
+      'a gateway kind from a runner',
+      JSON.stringify(tunnel({ kind: 'wsOpen', gatewayId: 'gw', path: '/', headers: {}, lastIndex: 0, offer: false })),
+      'message.kind',
+    ],
   ])('rejects %s and says where', (_what, raw, mention) => {
     const result = parseRunnerFrame(raw);
     expect(result.ok).toBe(false);
@@ -41,9 +85,17 @@ describe('runner protocol', () => {
       reason: 'wake',
       hibernatingRequests: [{ gatewayId: 'gw-1', requestId: randomUUID() }],
     };
-    expect(parseGatewayFrame(JSON.stringify({ type: 'commands', commands: [{ actorId, generation: 3, idx: 0, command: start }] })).ok).toBe(true);
+    expect(
+      parseGatewayFrame(
+        JSON.stringify({ type: 'commands', commands: [{ actorId, generation: 3, idx: 0, command: start }] }),
+      ).ok,
+    ).toBe(true);
     const noSnapshot = { ...start, hibernatingRequests: undefined };
-    expect(parseGatewayFrame(JSON.stringify({ type: 'commands', commands: [{ actorId, generation: 3, idx: 0, command: noSnapshot }] })).ok).toBe(false);
+    expect(
+      parseGatewayFrame(
+        JSON.stringify({ type: 'commands', commands: [{ actorId, generation: 3, idx: 0, command: noSnapshot }] }),
+      ).ok,
+    ).toBe(false);
   });
 });
 
@@ -78,8 +130,10 @@ describe('tunnel frames', () => {
 
   it('of every kind are refused without any part of the envelope', () => {
     for (const field of ['requestId', 'actorId', 'generation']) {
-      for (const message of fromGateway) expect(parseGatewayFrame(JSON.stringify({ ...tunnel(message), [field]: undefined })).ok).toBe(false);
-      for (const message of fromRunner) expect(parseRunnerFrame(JSON.stringify({ ...tunnel(message), [field]: undefined })).ok).toBe(false);
+      for (const message of fromGateway)
+        expect(parseGatewayFrame(JSON.stringify({ ...tunnel(message), [field]: undefined })).ok).toBe(false);
+      for (const message of fromRunner)
+        expect(parseRunnerFrame(JSON.stringify({ ...tunnel(message), [field]: undefined })).ok).toBe(false);
     }
   });
 });

@@ -32,7 +32,11 @@ describe('reconcile (H5)', () => {
   it('matches on gateway and request together', () => {
     const r = record('gw-old');
     const sameRequestOtherGateway = { gatewayId: 'gw-new', requestId: r.requestId };
-    expect(reconcile([sameRequestOtherGateway], [r])).toEqual({ restore: [], unknown: [sameRequestOtherGateway], lost: [r] });
+    expect(reconcile([sameRequestOtherGateway], [r])).toEqual({
+      restore: [],
+      unknown: [sameRequestOtherGateway],
+      lost: [r],
+    });
   });
 });
 

@@ -22,7 +22,11 @@ describe('retryWithBackoff', () => {
         if (++calls < 3) throw new Error(`fail ${calls}`);
         return 'ok';
       },
-      { stopped: () => false, onError: (_err, ms) => errors.push(ms), backoff: new Backoff({ initialMs: 1, maxMs: 2, jitter: 0 }) },
+      {
+        stopped: () => false,
+        onError: (_err, ms) => errors.push(ms),
+        backoff: new Backoff({ initialMs: 1, maxMs: 2, jitter: 0 }),
+      },
     );
     expect(result).toBe('ok');
     expect(errors).toEqual([1, 2]);

@@ -17,7 +17,9 @@ describe('negotiateVersion', () => {
   });
 
   it('is what a runner and a gateway of this build agree on', () => {
-    expect(negotiateVersion(SUPPORTED_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS)).toBe(SUPPORTED_PROTOCOL_VERSIONS.max);
+    expect(negotiateVersion(SUPPORTED_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS)).toBe(
+      SUPPORTED_PROTOCOL_VERSIONS.max,
+    );
     expect(speaksVersion(SUPPORTED_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS.max)).toBe(true);
     expect(speaksVersion(SUPPORTED_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS.max + 1)).toBe(false);
   });
@@ -30,11 +32,16 @@ describe('negotiateVersion', () => {
 
 describe('helloVersions', () => {
   it('reads the range of a hello of any version, whatever else it holds', () => {
-    expect(helloVersions(JSON.stringify({ type: 'hello', protocolVersions: { min: 7, max: 9 }, future: { field: true } }))).toEqual({ min: 7, max: 9 });
+    expect(
+      helloVersions(JSON.stringify({ type: 'hello', protocolVersions: { min: 7, max: 9 }, future: { field: true } })),
+    ).toEqual({ min: 7, max: 9 });
   });
 
   it('reads the single version of a version 1 hello', () => {
-    expect(helloVersions(JSON.stringify({ type: 'hello', protocolVersion: 1, runnerId: 'r' }))).toEqual({ min: 1, max: 1 });
+    expect(helloVersions(JSON.stringify({ type: 'hello', protocolVersion: 1, runnerId: 'r' }))).toEqual({
+      min: 1,
+      max: 1,
+    });
   });
 
   it.each([
