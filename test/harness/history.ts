@@ -126,15 +126,25 @@ export function recordedStarts(calls: ActivityCall[]): RecordedStart[] {
   return starts;
 }
 
-/** Saves an actor's histories under test/histories when DORMOUSE_RECORD_HISTORIES is set. */
+/**
+ * Saves an actor's histories under test/histories when DORMOUSE_RECORD_HISTORIES is set. A file
+ * that exists is kept: recorded histories are only ever added, never re-recorded, so the replay
+ * suite keeps proving that runs of older workflow code still replay. Record a new behaviour under
+ * a new name.
+ */
 export async function recordHistories(client: Client, actorId: string, name: string): Promise<void> {
   if (!process.env.DORMOUSE_RECORD_HISTORIES) return;
   const histories = await actorHistories(client, actorId);
   await mkdir(HISTORIES_DIR, { recursive: true });
   await Promise.all(
-    histories.map((history, i) =>
-      writeFile(join(HISTORIES_DIR, `${name}${histories.length > 1 ? `.${i + 1}` : ''}.json`), historyToJSON(history)),
-    ),
+    histories.map(async (history, i) => {
+      const file = join(HISTORIES_DIR, `${name}${histories.length > 1 ? `.${i + 1}` : ''}.json`);
+      try {
+        await writeFile(file, historyToJSON(history), { flag: 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }),
   );
 }
 
