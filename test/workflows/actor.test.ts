@@ -7,8 +7,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { ActorEvent, HibernatingRequestRef } from '../../src/protocol/runner-protocol.js';
-import type { ActorStatus, CrashPolicy } from '../../src/workflows/actor-api.js';
+import { wakeSignal, type ActorStatus, type CrashPolicy } from '../../src/workflows/actor-api.js';
 import {
   ActorGenerationKey,
   ActorKeyKey,
@@ -441,6 +443,24 @@ describe('actor lifecycle: starts', () => {
     expect(
       actor.lastCall('insertAndSendCommands')?.input.commands.map((c) => [c.generation, c.idx, c.command.kind]),
     ).toEqual([[1, 1, 'stopActor']]);
+  });
+});
+
+describe('actor lifecycle: a registry that contradicts the workflow', () => {
+  it('fails the run at the first InvariantViolation instead of retrying it forever', async () => {
+    const actor = await givenActor('sleeping');
+    actor.fake.registryBroken = true;
+    const attemptsBefore = actor.fake.attempts.length;
+    await actor.handle.signal(wakeSignal);
+    const failure = await actor.handle.result().then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    const cause = (failure as WorkflowFailedError).cause?.cause;
+    expect(cause).toBeInstanceOf(ApplicationFailure);
+    expect((cause as ApplicationFailure).type).toBe('InvariantViolation');
+    expect(actor.fake.attempts.slice(attemptsBefore)).toEqual(['allocateActor']);
   });
 });
 
