@@ -4,7 +4,7 @@
  * toolchain's TEMPORAL_CLI lookup in dev/temporal-cli.ts aside).
  */
 import { z } from 'zod';
-import { DEFAULT_PING_INTERVAL_MS, RUNNER_DEFAULTS } from './protocol/runner-protocol.js';
+import { DEFAULT_PING_INTERVAL_MS, RUNNER_DEFAULTS, actorName } from './protocol/runner-protocol.js';
 
 const ms = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const SECOND = 1000;
@@ -22,6 +22,14 @@ const envSchema = z.object({
   DORMOUSE_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Gateway side: `pool=token,pool2=token2`; a runner of a pool must present its pool's token. */
   DORMOUSE_RUNNER_TOKENS: z.string().min(1).optional(),
+  /**
+   * Gateway side: `pool=name1|name2,pool2=name3`, the actor names each pool's runners may host
+   * (DESIGN §6). When set, a hello naming any other actor type is refused, and a pool not listed
+   * may host nothing; when unset, a runner may host any actor type.
+   */
+  DORMOUSE_POOL_ACTORS: z.string().min(1).optional(),
+  /** Gateway side: the most actors one runner is given; a hello asking for more is clamped to it. */
+  DORMOUSE_RUNNER_MAX_CAPACITY: z.coerce.number().int().positive().default(10_000),
   /** Runner side: the token it presents on /runners/connect. */
   DORMOUSE_RUNNER_TOKEN: z.string().min(1).optional(),
   /** Worker side: `host:port` for the Temporal SDK's Prometheus exporter; off when unset. */
@@ -63,6 +71,31 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(128 * 1024 * 1024),
+  /**
+   * Hibernatable sockets one actor may have (over all gateways); the actor accepting one more is
+   * overruled and the client closed with 4429. A start's snapshot lists them all and travels in
+   * Temporal payloads, limited to 2 MB: one entry is about 100 bytes of JSON plus the gateway id
+   * (`{"gatewayId":"…","requestId":"<36>"}`), so 10 000 of them take about 1 MB, leaving room for
+   * the rest of the payload (and for gateway ids up to ~50 characters).
+   */
+  DORMOUSE_MAX_HIBERNATABLE_PER_ACTOR: z.coerce.number().int().positive().default(10_000),
+  /**
+   * Bytes of client messages one gateway keeps for actors that have not acknowledged them, over
+   * all its sockets; past it the gateway stops reading from its clients until it is under half.
+   */
+  DORMOUSE_GATEWAY_PENDING_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(512 * 1024 * 1024),
+  /** Output buffered for one client that does not read it; past it the client is closed with 4408. */
+  DORMOUSE_MAX_BUFFERED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024 * 1024),
+  /** The shortest time between two wake signals the gateway sends one actor (each is a history event). */
+  DORMOUSE_WAKE_MIN_INTERVAL_MS: ms(SECOND),
   DORMOUSE_BACKOFF_BASE_MS: ms(2 * SECOND),
   DORMOUSE_BACKOFF_MAX_EXPONENT: z.coerce.number().int().min(0).max(20).default(8),
   DORMOUSE_BACKOFF_RESET_MS: ms(10 * MINUTE),
@@ -120,6 +153,11 @@ export interface Config {
     requestTimeoutMs: number;
     pendingFrames: number;
     pendingBytes: number;
+    maxHibernatablePerActor: number;
+    gatewayPendingBytes: number;
+    maxBufferedBytes: number;
+    wakeMinIntervalMs: number;
+    runnerMaxCapacity: number;
   };
   runner: { pool: string; capacity: number; token: string | undefined };
   worker: { workflowBundle: string | undefined; shutdownGraceMs: number; metricsAddress: string | undefined };
@@ -127,6 +165,8 @@ export interface Config {
     adminToken: string | undefined;
     /** Pool name → the token its runners must present. */
     runnerTokens: ReadonlyMap<string, string>;
+    /** Pool name → the actor names its runners may host; undefined: any (DORMOUSE_POOL_ACTORS unset). */
+    poolActors: ReadonlyMap<string, ReadonlySet<string>> | undefined;
   };
   timing: Timing;
 }
@@ -162,6 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       requestTimeoutMs: e.DORMOUSE_REQUEST_TIMEOUT_MS,
       pendingFrames: e.DORMOUSE_PENDING_FRAMES,
       pendingBytes: e.DORMOUSE_PENDING_BYTES,
+      maxHibernatablePerActor: e.DORMOUSE_MAX_HIBERNATABLE_PER_ACTOR,
+      gatewayPendingBytes: e.DORMOUSE_GATEWAY_PENDING_BYTES,
+      maxBufferedBytes: e.DORMOUSE_MAX_BUFFERED_BYTES,
+      wakeMinIntervalMs: e.DORMOUSE_WAKE_MIN_INTERVAL_MS,
+      runnerMaxCapacity: e.DORMOUSE_RUNNER_MAX_CAPACITY,
     },
     runner: { pool: e.DORMOUSE_RUNNER_POOL, capacity: e.DORMOUSE_RUNNER_CAPACITY, token: e.DORMOUSE_RUNNER_TOKEN },
     worker: {
@@ -169,7 +214,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       shutdownGraceMs: e.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS,
       metricsAddress: e.DORMOUSE_WORKER_METRICS_ADDRESS,
     },
-    auth: { adminToken: e.DORMOUSE_ADMIN_TOKEN, runnerTokens: parseRunnerTokens(e.DORMOUSE_RUNNER_TOKENS) },
+    auth: {
+      adminToken: e.DORMOUSE_ADMIN_TOKEN,
+      runnerTokens: parseRunnerTokens(e.DORMOUSE_RUNNER_TOKENS),
+      poolActors: e.DORMOUSE_POOL_ACTORS === undefined ? undefined : parsePoolActors(e.DORMOUSE_POOL_ACTORS),
+    },
     timing: {
       hibernationThresholdMs: e.DORMOUSE_HIBERNATION_THRESHOLD_MS,
       gatewayHeartbeatMs: Math.floor(e.DORMOUSE_HIBERNATION_THRESHOLD_MS / 2),
@@ -199,6 +248,19 @@ function parseRunnerTokens(value: string | undefined): ReadonlyMap<string, strin
     tokens.set(pool, token);
   }
   return tokens;
+}
+
+/** `pool=name1|name2,pool2=name3` → map; a malformed entry or actor name is a configuration error. */
+function parsePoolActors(value: string): ReadonlyMap<string, ReadonlySet<string>> {
+  const pools = new Map<string, ReadonlySet<string>>();
+  for (const entry of value.split(',')) {
+    const [pool, names, ...rest] = entry.trim().split('=');
+    const list = names?.split('|') ?? [];
+    if (!pool || rest.length > 0 || list.length === 0 || !list.every((n) => actorName.safeParse(n).success))
+      throw new ConfigError('invalid configuration: DORMOUSE_POOL_ACTORS: expected pool=name1|name2,pool2=name3');
+    pools.set(pool, new Set(list));
+  }
+  return pools;
 }
 
 /**

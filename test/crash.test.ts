@@ -4,6 +4,7 @@
  * to the other runner; a start never reported running becomes a new generation.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InsertAndSendInput } from '../src/activities/start.js';
 import { actorWorkflowId } from '../src/workflows/actor-api.js';
 import { actorRequest, createActor, getActor, waitForActor, type Api } from './harness/actors.js';
 import { activityCalls, actorHistories, recordHistories, recordedStarts } from './harness/history.js';
@@ -157,11 +158,26 @@ describe('a runner killed with SIGKILL', () => {
       );
       const state = await actorRequest<ProbeState>(stack.gatewayUrl, a.actorId, '/state');
       expect(state.body).toMatchObject({ runner: survivor, hits: 1, starts: 2, generation: 2 });
-      const starts = recordedStarts(activityCalls(await actorHistories(stack.temporal, a.actorId)));
+      const calls = activityCalls(await actorHistories(stack.temporal, a.actorId));
+      const starts = recordedStarts(calls);
       expect(starts.map((s) => s.reason)).toEqual(['create', 'lost']);
+      // The lost runner is told to drop generation 1, should it come back (issue 8 §2).
+      const sent = calls
+        .filter((c) => c.name === 'insertAndSendCommands')
+        .map((c) => c.input as InsertAndSendInput)
+        .flatMap(({ runnerId, commands }) =>
+          commands.map((e) => ({ runnerId, generation: e.generation, command: e.command })),
+        );
+      expect(sent.filter((e) => e.command.kind === 'stopActor')).toEqual([
+        {
+          runnerId: sent[0]!.runnerId, // where generation 1 started
+          generation: 1,
+          command: { kind: 'stopActor', actorId: a.actorId, generation: 1, reason: 'lost' },
+        },
+      ]);
     }
     const lost = await stack.db.query('SELECT lost_at FROM runners WHERE lost_at IS NOT NULL');
     expect(lost.rowCount).toBe(1);
-    await recordHistories(stack.temporal, moved[0]!.actorId, 'runner-lost');
+    await recordHistories(stack.temporal, moved[0]!.actorId, 'runner-lost-drops-old-generation');
   });
 });

@@ -49,7 +49,11 @@ describe('gateway metrics', () => {
       timeoutMs: 5_000,
       message: 'one hibernating socket',
     });
-    expect(await sample('dormouse_actors{state="sleeping"}')).toBe(1);
+    // Actor counts are cached for a few seconds (ACTOR_COUNTS_TTL_MS): the scrapes above may hold them.
+    await waitFor(async () => (await sample('dormouse_actors{state="sleeping"}')) === 1, {
+      timeoutMs: 10_000,
+      message: 'one sleeping actor',
+    });
 
     client.send('two'); // wakes it
     await client.waitForMessages(2);

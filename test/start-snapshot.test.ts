@@ -216,7 +216,7 @@ describe('the StartActor snapshot', () => {
       expect(start.command.hibernatingRequests).toEqual(start.snapshot);
       expect(applied.filter((a) => a.generation === start.generation)).toEqual([start.command]);
     }
-    await recordHistories(stack.temporal, actor.actorId, 'every-start-reason');
+    await recordHistories(stack.temporal, actor.actorId, 'every-start-reason-drops-lost-generation');
   });
 });
 

@@ -4,7 +4,7 @@
  * byte-for-byte what the first attempt would have.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { allocateActor as allocateInDb } from '../db/actors.js';
+import { allocateActor as allocateInDb, type Allocation } from '../db/actors.js';
 import { insertCommands } from '../db/commands.js';
 import { listLiveHibernatingRequests } from '../db/hibernating-requests.js';
 import type { CommandEnvelope, HibernatingRequestRef } from '../protocol/runner-protocol.js';
@@ -24,12 +24,17 @@ export function startActivities({ db, config, log, faults }: ActivityDeps) {
   return {
     /**
      * Picks a runner with free capacity and bumps the generation; retried while there is none.
-     * A registry that contradicts the workflow fails it for good (InvariantViolation, src/errors.ts).
+     * An actor destroyed meanwhile gets no runner: the workflow then finishes its destroy. A
+     * registry that contradicts the workflow fails it for good (InvariantViolation, src/errors.ts).
      */
-    async allocateActor(input: AllocateInput): Promise<{ runnerId: string }> {
+    async allocateActor(input: AllocateInput): Promise<Allocation> {
       const allocation = await allocateInDb(db, { ...input, runnerLostMs: config.timing.runnerLostMs });
       if (!allocation) {
         throw ApplicationFailure.retryable(`no live runner with free capacity hosts this actor`, 'NoCapacity');
+      }
+      if ('destroyed' in allocation) {
+        log.info({ actorId: input.actorId, generation: input.generation }, 'allocation refused: actor destroyed');
+        return allocation;
       }
       log.info(
         { actorId: input.actorId, generation: input.generation, runnerId: allocation.runnerId },

@@ -9,6 +9,8 @@ export interface Actor {
   actorId: string;
   name: string;
   key: string | null;
+  /** Runs only on runners of this pool (DESIGN §6). */
+  pool: string;
   input: unknown;
   crashPolicy: CrashPolicy;
   state: ActorState;
@@ -24,6 +26,7 @@ interface ActorRow {
   actor_id: string;
   name: string;
   key: string | null;
+  pool: string;
   input: unknown;
   crash_policy: CrashPolicy;
   state: ActorState;
@@ -36,13 +39,14 @@ interface ActorRow {
 }
 
 const COLUMNS =
-  'actor_id, name, key, input, crash_policy, state, generation, runner_id, crash_count, last_error, created_at, destroyed_at';
+  'actor_id, name, key, pool, input, crash_policy, state, generation, runner_id, crash_count, last_error, created_at, destroyed_at';
 
 function toActor(row: ActorRow): Actor {
   return {
     actorId: row.actor_id,
     name: row.name,
     key: row.key,
+    pool: row.pool,
     input: row.input,
     crashPolicy: row.crash_policy,
     state: row.state,
@@ -59,6 +63,7 @@ export interface NewActor {
   actorId: string;
   name: string;
   key: string | null;
+  pool: string;
   input: unknown;
   crashPolicy: CrashPolicy;
 }
@@ -66,11 +71,11 @@ export interface NewActor {
 /** Inserts a new actor; returns null when a live actor already holds (name, key). */
 export async function insertActor(db: Queryable, actor: NewActor): Promise<Actor | null> {
   const { rows } = await db.query<ActorRow>(
-    `INSERT INTO actors (actor_id, name, key, input, crash_policy)
-     VALUES ($1, $2, $3, $4, $5)
+    `INSERT INTO actors (actor_id, name, key, pool, input, crash_policy)
+     VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (name, key) WHERE destroyed_at IS NULL AND key IS NOT NULL DO NOTHING
      RETURNING ${COLUMNS}`,
-    [actor.actorId, actor.name, actor.key, JSON.stringify(actor.input ?? null), actor.crashPolicy],
+    [actor.actorId, actor.name, actor.key, actor.pool, JSON.stringify(actor.input ?? null), actor.crashPolicy],
   );
   return rows[0] ? toActor(rows[0]) : null;
 }
@@ -97,6 +102,14 @@ export async function getActor(db: Queryable, actorId: string): Promise<Actor | 
   return rows[0] ? toActor(rows[0]) : null;
 }
 
+/** The rows of many actors at once (those that exist), for a gateway re-reading what it holds. */
+export async function getActors(db: Queryable, actorIds: string[]): Promise<Actor[]> {
+  const { rows } = await db.query<ActorRow>(`SELECT ${COLUMNS} FROM actors WHERE actor_id = ANY($1::uuid[])`, [
+    actorIds,
+  ]);
+  return rows.map(toActor);
+}
+
 export async function findLiveActorByKey(db: Queryable, name: string, key: string): Promise<Actor | null> {
   const { rows } = await db.query<ActorRow>(
     `SELECT ${COLUMNS} FROM actors WHERE name = $1 AND key = $2 AND destroyed_at IS NULL`,
@@ -119,38 +132,53 @@ export async function listActors(
 }
 
 /**
+ * What an allocation found: the runner chosen, or an actor destroyed meanwhile. A destroy is a
+ * normal race, not a contradiction: the workflow abandons a waiting allocation when a destroy
+ * arrives, and that allocation's attempt may still be waiting on the row lock the destroy holds.
+ */
+export type Allocation = { runnerId: string } | { destroyed: true };
+
+/**
  * Chooses a runner for `generation` of an actor and records it. Idempotent for a retried
  * activity: if the actor already holds `generation`, the runner chosen then is returned.
- * Returns null when no live runner hosting this actor's name has free capacity. Throws
- * InvariantViolation when the row contradicts the workflow (gone, or at a later generation).
+ * Returns null when no live runner of the actor's pool hosting its name has free capacity. Throws
+ * InvariantViolation when the row contradicts the workflow (gone, or at a later generation). A
+ * destroyed actor gets `{destroyed}` and takes no slot.
  */
 export async function allocateActor(
   db: Db,
   args: { actorId: string; generation: number; runnerLostMs: number },
-): Promise<{ runnerId: string } | null> {
+): Promise<Allocation | null> {
   return inTransaction(db, async (tx) => {
-    const { rows: actorRows } = await tx.query<{ name: string; generation: number; runner_id: string | null }>(
-      'SELECT name, generation, runner_id FROM actors WHERE actor_id = $1 FOR UPDATE',
+    const { rows: actorRows } = await tx.query<{
+      name: string;
+      pool: string;
+      generation: number;
+      runner_id: string | null;
+      destroyed: boolean;
+    }>(
+      'SELECT name, pool, generation, runner_id, destroyed_at IS NOT NULL AS destroyed FROM actors WHERE actor_id = $1 FOR UPDATE',
       [args.actorId],
     );
     const actor = actorRows[0];
     if (!actor) throw new InvariantViolation(`actor ${args.actorId} does not exist`);
+    if (actor.destroyed) return { destroyed: true };
     if (actor.generation === args.generation && actor.runner_id) return { runnerId: actor.runner_id };
     if (actor.generation >= args.generation) {
       throw new InvariantViolation(
         `actor ${args.actorId} is at generation ${actor.generation}, cannot allocate ${args.generation}`,
       );
     }
-    // Least-loaded live runner that hosts this actor type; SKIP LOCKED lets concurrent
+    // Least-loaded live runner of the actor's pool that hosts its type; SKIP LOCKED lets concurrent
     // allocations pick different runners instead of queueing on one row.
     const { rows: runnerRows } = await tx.query<{ runner_id: string }>(
       `SELECT runner_id FROM runners
        WHERE lost_at IS NULL AND drained_at IS NULL AND gateway_id IS NOT NULL
-         AND allocated < capacity AND $1 = ANY(actor_names)
+         AND allocated < capacity AND $1 = ANY(actor_names) AND pool = $3
          AND last_ping_at > now() - make_interval(secs => $2::double precision / 1000)
        ORDER BY allocated::float / capacity, last_ping_at DESC
        LIMIT 1 FOR UPDATE SKIP LOCKED`,
-      [actor.name, args.runnerLostMs],
+      [actor.name, args.runnerLostMs, actor.pool],
     );
     const runner = runnerRows[0];
     if (!runner) return null;
@@ -252,14 +280,17 @@ export async function actorsOnLostRunners(db: Queryable): Promise<{ actorId: str
   return rows.map((r) => ({ actorId: r.actor_id, runnerId: r.runner_id }));
 }
 
-/** Actors created a while ago whose workflow never took its first step (a crash after insert). */
-export async function orphanedActors(db: Queryable, olderThanMs: number): Promise<Actor[]> {
+/**
+ * Actors created a while ago whose workflow never took its first step (a crash after insert), at
+ * most `limit`, in random order: when some keep failing to start, the others still get a turn.
+ */
+export async function orphanedActors(db: Queryable, olderThanMs: number, limit: number): Promise<Actor[]> {
   const { rows } = await db.query<ActorRow>(
     `SELECT ${COLUMNS} FROM actors
      WHERE generation = 0 AND state = 'allocating' AND destroyed_at IS NULL
        AND created_at < now() - make_interval(secs => $1::double precision / 1000)
-     LIMIT 100`,
-    [olderThanMs],
+     ORDER BY random() LIMIT $2`,
+    [olderThanMs, limit],
   );
   return rows.map(toActor);
 }

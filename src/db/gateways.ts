@@ -38,13 +38,19 @@ export async function unregisterGateway(db: Queryable, gatewayId: string): Promi
 }
 
 /**
- * Forgets gateways silent for twice the threshold (their requests were swept after one). One
- * that comes back finds its heartbeat failing and registers anew (see gateway/heartbeat.ts).
+ * Forgets gateways silent for twice the threshold (their requests were swept after one), with
+ * any request row still naming them, in one statement: no row outlives its gateway, so the sweep
+ * never has to look for rows of gateways that do not exist. One that comes back finds its
+ * heartbeat failing and registers anew (see gateway/heartbeat.ts).
  */
 export async function deleteDeadGateways(db: Queryable, thresholdMs: number): Promise<number> {
-  const result = await db.query(
-    'DELETE FROM gateways WHERE last_ping_at < now() - make_interval(secs => $1::double precision / 1000)',
+  const { rows } = await db.query<{ n: number }>(
+    `WITH forgotten AS (
+       DELETE FROM gateways WHERE last_ping_at < now() - make_interval(secs => $1::double precision / 1000)
+       RETURNING gateway_id),
+     swept AS (DELETE FROM hibernating_requests h USING forgotten f WHERE h.gateway_id = f.gateway_id)
+     SELECT count(*)::int AS n FROM forgotten`,
     [thresholdMs * 2],
   );
-  return result.rowCount ?? 0;
+  return rows[0]?.n ?? 0;
 }

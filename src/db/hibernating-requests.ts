@@ -39,14 +39,35 @@ export async function listLiveHibernatingRequests(
   return rows.map((r) => ({ gatewayId: r.gateway_id, requestId: r.request_id }));
 }
 
-/** The sweep: rows of gateways that stopped heartbeating, or that no longer exist. */
+/** How many live hibernating requests the actor has: what its next snapshot would list. */
+export async function countLiveHibernatingRequests(
+  db: Queryable,
+  actorId: string,
+  thresholdMs: number,
+): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n
+     FROM hibernating_requests h JOIN gateways g USING (gateway_id)
+     WHERE h.actor_id = $1 AND g.last_ping_at > now() - make_interval(secs => $2::double precision / 1000)`,
+    [actorId, thresholdMs],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * The sweep: rows of gateways that stopped heartbeating. The few dead gateways are looked up
+ * first and their rows deleted by key, so a tick costs what there is to sweep, not a scan of every
+ * hibernating row. Rows of a gateway that no longer exists went with it (gateways.ts
+ * deleteDeadGateways), and a gateway that registers again deletes its own (registerGateway).
+ */
 export async function deleteDeadGatewayRequests(db: Queryable, thresholdMs: number): Promise<number> {
-  const result = await db.query(
-    `DELETE FROM hibernating_requests h
-     WHERE NOT EXISTS (
-       SELECT 1 FROM gateways g WHERE g.gateway_id = h.gateway_id
-         AND g.last_ping_at > now() - make_interval(secs => $1::double precision / 1000))`,
+  const { rows } = await db.query<{ gateway_id: string }>(
+    'SELECT gateway_id FROM gateways WHERE last_ping_at <= now() - make_interval(secs => $1::double precision / 1000)',
     [thresholdMs],
   );
+  if (rows.length === 0) return 0;
+  const result = await db.query('DELETE FROM hibernating_requests WHERE gateway_id = ANY($1::text[])', [
+    rows.map((r) => r.gateway_id),
+  ]);
   return result.rowCount ?? 0;
 }

@@ -39,6 +39,15 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
         // A key both put and deleted in one batch ends up put.
         const puts = new Map(op.put.map((e) => [e.key, e.value]));
         const deletes = op.delete.filter((key) => !puts.has(key));
+        // Ranges first: a write never trims what it puts (the outbox trims only acknowledged frames).
+        const trim = op.trim ?? [];
+        if (trim.length > 0) {
+          await tx.query(
+            `DELETE FROM actor_kv a USING unnest($2::text[], $3::text[]) AS t(prefix, through)
+             WHERE a.actor_id = $1 AND starts_with(a.key, t.prefix) AND a.key <= t.through`,
+            [fence.actorId, trim.map((t) => t.prefix), trim.map((t) => t.through)],
+          );
+        }
         if (deletes.length > 0) {
           await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [
             fence.actorId,

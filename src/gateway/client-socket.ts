@@ -10,6 +10,11 @@
  *
  * While hibernating nothing reaches the actor: messages wait (within the pending limits), and
  * the first one, or the client's close, wakes the actor.
+ *
+ * The other way (H9), the actor's frames carry a per-connection seq: the socket delivers each
+ * once and in order, keeps the highest delivered, and acknowledges it to the runner that sent it.
+ * A socket that hibernates because its generation is stopping still takes that generation's
+ * frames (what onStop and onDisconnect send), until the registry says the generation stopped.
  */
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
@@ -33,7 +38,10 @@ export interface SocketHost {
 }
 
 /** The part of a `ws` WebSocket a client socket uses. */
-export type ClientWs = Pick<WebSocket, 'readyState' | 'OPEN' | 'CONNECTING' | 'send' | 'close'>;
+export type ClientWs = Pick<
+  WebSocket,
+  'readyState' | 'OPEN' | 'CONNECTING' | 'send' | 'close' | 'pause' | 'resume' | 'bufferedAmount'
+>;
 
 interface PendingMessage {
   index: number;
@@ -45,6 +53,15 @@ interface PendingMessage {
 }
 
 export type OpenOutcome = 'accepted' | 'not_hosted' | 'refused' | 'closed';
+
+/** What became of an actor frame: handed to the client, already delivered, or past a missing one. */
+export type DeliveryOutcome = 'delivered' | 'duplicate' | 'gap';
+
+/** A runner and actor generation. */
+interface Placement {
+  runnerId: string;
+  generation: number;
+}
 
 export class ClientSocket {
   readonly requestId: string = randomUUID();
@@ -61,6 +78,12 @@ export class ClientSocket {
   private pending: PendingMessage[] = [];
   private pendingBytes = 0;
   private openWaiter: ((outcome: OpenOutcome) => void) | null = null;
+  /** The highest actor→client seq handed to the client's socket (H9). */
+  private deliveredSeq = 0;
+  /** Where the next acknowledgement of `deliveredSeq` goes; set while one is scheduled. */
+  private outAckTo: Placement | null = null;
+  /** The stopping generation whose frames a hibernating socket still takes (output only). */
+  private outputFrom: Placement | null = null;
   private childLog: Logger | null = null;
 
   constructor(
@@ -91,6 +114,20 @@ export class ClientSocket {
 
   get lastAcked(): number {
     return this.acked;
+  }
+
+  /** Whether `runnerId` at `generation` may still send this socket frames after it hibernated. */
+  takesOutputFrom(runnerId: string, generation: number): boolean {
+    return this.outputFrom?.runnerId === runnerId && this.outputFrom.generation === generation;
+  }
+
+  /** The registry's state of the actor: once the output-only generation has stopped, nothing more comes from it. */
+  noteActorState(state: string, generation: number): void {
+    const from = this.outputFrom;
+    if (!from) return;
+    const stillStopping =
+      generation === from.generation && (state === 'stopping' || state === 'running' || state === 'starting');
+    if (generation > from.generation || !stillStopping) this.outputFrom = null;
   }
 
   /** Made on first use: a thousand idle sockets should not carry a thousand loggers. */
@@ -155,6 +192,7 @@ export class ClientSocket {
         path: this.path,
         headers: this.headers,
         lastIndex: this.acked,
+        lastOutSeq: this.deliveredSeq,
         offer,
       });
       if (!sent) this.settleOpen('not_hosted');
@@ -181,11 +219,18 @@ export class ClientSocket {
     this.wakeDeadline = null;
     this.acknowledge(lastIndex);
     for (const message of this.pending) this.sendPending(message);
+    // H9: the host learns what was delivered, so its outbox keeps only what is missing.
+    if (this.deliveredSeq > 0) this.ackOutput(runnerId, generation);
   }
 
   /** hibernating: the actor stopped; hold the connection, resend later. */
   hibernate(): void {
     if (this.current === 'closed') return;
+    // An active socket's generation is stopping: what its onStop and onDisconnect send must arrive.
+    this.outputFrom =
+      this.current === 'active' && this.attachedTo
+        ? { runnerId: this.attachedTo, generation: this.attachedGeneration }
+        : null;
     this.current = 'hibernating';
     this.attachedTo = null;
     for (const message of this.pending) message.sentAt = null;
@@ -203,14 +248,57 @@ export class ClientSocket {
     while (this.pending[0] && this.pending[0].index <= index) this.pendingBytes -= this.pending.shift()!.bytes;
   }
 
-  /** Sends a message from the actor to the client. */
-  deliver(data: string, binary: boolean): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(binary ? Buffer.from(data, 'base64') : data, { binary });
+  /** Output sent to the client that it has not read yet. */
+  get bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Back-pressure: stop (or resume) reading the client's messages. */
+  pauseReading(paused: boolean): void {
+    if (paused) this.ws.pause();
+    else this.ws.resume();
+  }
+
+  /**
+   * An actor frame from `runnerId` at `generation` (H9): the next seq goes to the client, one
+   * already delivered is dropped; either way the runner hears the highest seq delivered. A seq
+   * past the next one is not delivered (the host resends in order from its outbox).
+   */
+  deliver(runnerId: string, generation: number, seq: number, data: string, binary: boolean): DeliveryOutcome {
+    if (seq > this.deliveredSeq + 1) return 'gap';
+    const outcome = seq === this.deliveredSeq + 1 ? 'delivered' : 'duplicate';
+    if (outcome === 'delivered') {
+      if (this.ws.readyState === this.ws.OPEN) this.ws.send(binary ? Buffer.from(data, 'base64') : data, { binary });
+      this.deliveredSeq = seq;
+    }
+    this.ackOutput(runnerId, generation);
+    return outcome;
+  }
+
+  /** Acknowledges the highest delivered seq, once per turn of the event loop however many frames came. */
+  private ackOutput(runnerId: string, generation: number): void {
+    const scheduled = this.outAckTo !== null;
+    this.outAckTo = { runnerId, generation };
+    if (scheduled) return;
+    setImmediate(() => {
+      const to = this.outAckTo;
+      this.outAckTo = null;
+      if (!to || this.deliveredSeq === 0) return;
+      const { requestId, actorId } = this;
+      this.host.sendToRunner(to.runnerId, {
+        type: 'tunnel',
+        requestId,
+        actorId,
+        generation: to.generation,
+        message: { kind: 'wsOutAck', seq: this.deliveredSeq },
+      });
+    });
   }
 
   /** closed: closes the client side (idempotent); the caller deals with the actor and the registry. */
   closeClient(code: number, reason: string): void {
     this.current = 'closed';
+    this.outputFrom = null;
     this.settleOpen('closed');
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING)
       this.ws.close(code, closeReason(reason));
@@ -222,6 +310,7 @@ export class ClientSocket {
   }
 
   private attach(runnerId: string, generation: number): void {
+    this.outputFrom = null;
     this.attachedTo = runnerId;
     this.attachedGeneration = generation;
   }

@@ -12,7 +12,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
-import { getActor } from '../db/actors.js';
+import { getActor, getActors } from '../db/actors.js';
+import { countLiveHibernatingRequests } from '../db/hibernating-requests.js';
 import type { ActorStateNotice } from '../db/channels.js';
 import type { Queryable } from '../db/pool.js';
 import {
@@ -48,11 +49,14 @@ export interface HubDeps {
 }
 
 type Restored = Extract<RunnerToGateway, { type: 'wsRestored' }>;
+type ActorFrame = Extract<RunnerTunnelFrame['message'], { kind: 'wsMessage' }>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Headers of the client's handshake that are not the actor's business. */
 const HANDSHAKE_HEADERS = /^(connection|upgrade|sec-websocket-.*|content-length|transfer-encoding)$/;
 const TICK_MS = 500;
+/** Actors re-read per query when notices may have been missed. */
+const RESYNC_BATCH = 1000;
 
 export class ClientSocketHub {
   private readonly wss: WebSocketServer;
@@ -60,6 +64,10 @@ export class ClientSocketHub {
   private readonly byActor = new Map<string, Set<ClientSocket>>();
   private readonly ticker: NodeJS.Timeout;
   private readonly log: Logger;
+  /** Bytes of client messages the actors have not acknowledged, over all sockets (the gateway-wide budget). */
+  private pendingBytes = 0;
+  /** Whether the budget is exceeded and no client socket is read. */
+  private readingPaused = false;
 
   constructor(private readonly deps: HubDeps) {
     this.log = deps.log.child({ part: 'client-sockets' });
@@ -109,6 +117,7 @@ export class ClientSocketHub {
     let set = this.byActor.get(actorId);
     if (!set) this.byActor.set(actorId, (set = new Set()));
     set.add(socket);
+    if (this.readingPaused) socket.pauseReading(true);
     ws.on('message', (data, isBinary) => this.onClientMessage(socket, wsBuffer(data), isBinary));
     ws.on('close', (code, reason) => void this.onClientClose(socket, code, reason.toString()));
     ws.on('error', (err) => this.log.debug({ ...ids(socket), err: err.message }, 'client socket error'));
@@ -151,7 +160,7 @@ export class ClientSocketHub {
 
   private onClientMessage(socket: ClientSocket, data: Buffer, binary: boolean): void {
     if (socket.phase === 'closed') return;
-    if (!socket.takeClientMessage(data, binary)) {
+    if (!this.trackPending(socket, () => socket.takeClientMessage(data, binary))) {
       const { frames, bytes } = socket.pendingSummary;
       socket.log.warn({ frames, bytes }, 'pending limit reached; closing the client');
       return this.closeByGateway(socket, ClientCloseCode.TooManyPending, 'too many unacknowledged messages');
@@ -183,9 +192,9 @@ export class ClientSocketHub {
       case 'wsOpenAck':
         return void this.onAccepted(socket, runnerId, message.hibernatable);
       case 'wsAck':
-        return socket.acknowledge(message.index);
+        return this.trackPending(socket, () => socket.acknowledge(message.index));
       case 'wsMessage':
-        return socket.deliver(message.data, message.binary);
+        return this.onActorFrame(socket, runnerId, frame.generation, message);
       case 'wsClose':
         return void this.closeByActor(socket, message.code, message.reason);
       case 'notHosted':
@@ -194,6 +203,22 @@ export class ClientSocketHub {
       case 'httpResponse':
         return socket.log.debug({ runnerId }, 'an HTTP response for a WebSocket; dropped');
     }
+  }
+
+  /**
+   * H9: each actor frame reaches the client once, in order. A seq past the next one while the
+   * socket is active means a frame was lost: the client is told rather than left with a hole
+   * (while opening or hibernating the host's resend fills it in).
+   */
+  private onActorFrame(socket: ClientSocket, runnerId: string, generation: number, message: ActorFrame): void {
+    const outcome = socket.deliver(runnerId, generation, message.seq, message.data, message.binary);
+    if (outcome === 'delivered') return this.checkOutput(socket);
+    if (outcome === 'duplicate')
+      return socket.log.debug({ seq: message.seq }, 'actor frame already delivered; dropped');
+    if (socket.phase !== 'active')
+      return socket.log.debug({ seq: message.seq }, 'actor frame past a missing one; dropped');
+    socket.log.warn({ seq: message.seq, runnerId, generation }, 'actor frame past a missing one; closing the client');
+    this.closeByGateway(socket, ClientCloseCode.MessageGap, 'an actor frame was lost');
   }
 
   /** A runner (re)connected: whatever its active sockets sent may have been lost with the old socket. */
@@ -208,14 +233,19 @@ export class ClientSocketHub {
    */
   private async onAccepted(socket: ClientSocket, runnerId: string, hibernatable: boolean): Promise<void> {
     if (socket.phase !== 'opening') return;
+    const offered = socket.hibernatable; // an offered socket hibernated: its row is counted already
     socket.acceptedAs(hibernatable);
     const { registry } = this.deps;
     if (hibernatable) {
       try {
+        if (!offered && !(await this.roomToHibernate(socket.actorId))) {
+          socket.log.warn('the actor has as many hibernatable connections as a snapshot may carry; closing');
+          return this.closeAccepted(socket, ClientCloseCode.TooManyConnections, 'too many hibernatable connections');
+        }
         await registry.register(socket.requestId, socket.actorId);
       } catch (err) {
         socket.log.error({ err }, 'registering a hibernatable socket failed');
-        return this.closeByGateway(socket, ClientCloseCode.ActorUnavailable, 'could not register the connection');
+        return this.closeAccepted(socket, ClientCloseCode.ActorUnavailable, 'could not register the connection');
       }
     }
     if (socket.phase !== 'opening') return registry.unregister(socket.requestId, socket.log); // closed while registering
@@ -223,6 +253,23 @@ export class ClientSocketHub {
     socket.activate(runnerId, socket.generation, socket.lastAcked);
     socket.settleOpen('accepted');
     this.log.debug({ ...ids(socket), hibernatable, generation: socket.generation }, 'client socket accepted');
+  }
+
+  /**
+   * Whether the actor may have one more hibernatable socket: a start's snapshot lists them all in
+   * Temporal payloads (2 MB), so they are capped (DORMOUSE_MAX_HIBERNATABLE_PER_ACTOR). Concurrent
+   * accepts may overshoot by a few; the default leaves room for that.
+   */
+  private async roomToHibernate(actorId: string): Promise<boolean> {
+    const { db, config } = this.deps;
+    const count = await countLiveHibernatingRequests(db, actorId, config.timing.hibernationThresholdMs);
+    return count < config.gateway.maxHibernatablePerActor;
+  }
+
+  /** Refuses a socket the actor has just accepted: the client is closed, and the actor told. */
+  private closeAccepted(socket: ClientSocket, code: number, reason: string): void {
+    this.closeByGateway(socket, code, reason);
+    socket.tellActorClosed(code, reason);
   }
 
   /**
@@ -249,7 +296,7 @@ export class ClientSocketHub {
       if (!needsReattach(socket, generation)) continue;
       const lastIndex = restored.get(socket.requestId);
       if (lastIndex !== undefined) {
-        socket.activate(runnerId, generation, lastIndex);
+        this.trackPending(socket, () => socket.activate(runnerId, generation, lastIndex));
         this.log.debug({ ...ids(socket), generation, lastIndex }, 'client socket restored');
       } else {
         void this.offer(socket, runnerId, generation);
@@ -261,7 +308,8 @@ export class ClientSocketHub {
   /** H8: a hibernating socket the start did not restore is offered to the running actor. */
   private async offer(socket: ClientSocket, runnerId: string, generation: number): Promise<void> {
     const outcome = await this.requestOpenBounded(socket, runnerId, generation, true);
-    if (outcome === 'not_hosted' && socket.phase === 'opening') socket.hibernate();
+    // Back to hibernating the normal way: with messages waiting, that wakes the actor again.
+    if (outcome === 'not_hosted' && socket.phase === 'opening') this.onActorStopped(socket);
   }
 
   private async closeByActor(socket: ClientSocket, code: number, reason: string): Promise<void> {
@@ -278,20 +326,41 @@ export class ClientSocketHub {
     const sockets = this.byActor.get(notice.actorId);
     if (!sockets) return;
     for (const socket of [...sockets]) {
+      socket.noteActorState(notice.state, notice.generation);
       if (notice.state === 'destroyed') {
         this.closeWithError(socket, new ActorDestroyed(notice.actorId), false);
         continue;
       }
-      if (socket.phase === 'active' && actorLeft(socket, notice)) this.onActorStopped(socket);
-      if (
-        notice.state === 'running' &&
-        notice.runnerId &&
-        socket.phase === 'hibernating' &&
-        socket.generation < notice.generation
-      ) {
+      const newerRuns = notice.state === 'running' && notice.runnerId !== null && socket.generation < notice.generation;
+      if (socket.phase === 'active' && actorLeft(socket, notice)) {
+        // A newer generation already runs (its `stopping` notice was missed): offered below, not woken.
+        if (newerRuns && socket.hibernatable) socket.hibernate();
+        else this.onActorStopped(socket);
+      }
+      if (newerRuns && notice.runnerId && socket.phase === 'hibernating') {
         // The start's restore report did not reach this gateway: offer the socket instead.
         void this.offer(socket, notice.runnerId, notice.generation);
       }
+    }
+  }
+
+  /**
+   * The LISTEN connection came back: `running` and `stopping` notices may have been missed, so
+   * every actor this gateway holds sockets for is read again and its row applied as a notice.
+   * Hibernating sockets still waiting for their actor ask again on the next tick.
+   */
+  async resync(): Promise<void> {
+    const actorIds = [...this.byActor.keys()];
+    try {
+      for (let i = 0; i < actorIds.length; i += RESYNC_BATCH) {
+        for (const actor of await getActors(this.deps.db, actorIds.slice(i, i + RESYNC_BATCH))) {
+          const { actorId, state, generation, runnerId } = actor;
+          this.onActorState({ actorId, state, generation, runnerId });
+        }
+      }
+      this.log.info({ actors: actorIds.length }, 'client sockets re-synchronised with the registry');
+    } catch (err) {
+      this.log.error({ err }, 're-reading the registry for client sockets failed');
     }
   }
 
@@ -329,10 +398,51 @@ export class ClientSocketHub {
   }
 
   private forget(socket: ClientSocket): void {
-    this.sockets.delete(socket.requestId);
+    if (this.sockets.delete(socket.requestId)) {
+      this.pendingBytes -= socket.pendingSummary.bytes;
+      this.applyBackPressure();
+    }
     const set = this.byActor.get(socket.actorId);
     set?.delete(socket);
     if (set?.size === 0) this.byActor.delete(socket.actorId);
+  }
+
+  // --- Memory -------------------------------------------------------------------------------
+
+  /** Runs a change to a socket's pending messages, keeping the gateway-wide total and its back-pressure. */
+  private trackPending<T>(socket: ClientSocket, change: () => T): T {
+    const before = socket.pendingSummary.bytes;
+    const result = change();
+    this.pendingBytes += socket.pendingSummary.bytes - before;
+    this.applyBackPressure();
+    return result;
+  }
+
+  /**
+   * Past the gateway-wide budget of pending bytes no client socket is read (`ws.pause()`: TCP
+   * pushes back on the clients) until the actors' acknowledgements bring it under half the
+   * budget (not just under it, so that reads do not flap at the edge).
+   */
+  private applyBackPressure(): void {
+    const budget = this.deps.config.gateway.gatewayPendingBytes;
+    const over = this.pendingBytes > (this.readingPaused ? budget / 2 : budget);
+    if (over === this.readingPaused) return;
+    this.readingPaused = over;
+    for (const socket of this.sockets.values()) socket.pauseReading(over);
+    this.log.info(
+      { pendingBytes: this.pendingBytes, sockets: this.sockets.size },
+      over
+        ? 'pending budget exceeded; client reads paused'
+        : 'pending back under half the budget; client reads resumed',
+    );
+  }
+
+  /** A client that does not read what its actor sends is closed before its output grows without bound. */
+  private checkOutput(socket: ClientSocket): void {
+    const buffered = socket.bufferedBytes;
+    if (buffered <= this.deps.config.gateway.maxBufferedBytes) return;
+    socket.log.warn({ buffered }, 'client does not read its output; closing it');
+    this.closeByGateway(socket, ClientCloseCode.SlowClient, 'too much output the client did not read');
   }
 
   /** Acknowledgement and wake timeouts (DESIGN §5 limits). */
@@ -344,6 +454,10 @@ export class ClientSocketHub {
         this.closeByGateway(socket, ClientCloseCode.AckTimeout, 'the actor did not acknowledge a message in time');
       } else if (socket.wakeOverdue(now)) {
         this.closeWithError(socket, new ActorUnavailable('the actor did not wake in time'));
+      } else if (socket.phase === 'hibernating' && socket.hasPending) {
+        // Still waiting for its actor: asks again (the Waker sends only if no wake went out
+        // since the actor's last state change, e.g. one dropped while it was stopping).
+        this.deps.waker.wake(socket.actorId, 'websocket');
       }
     }
   }

@@ -45,7 +45,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     config,
     log,
     gatewayId,
-    touch: (runnerId) => pings.touch(runnerId),
+    touch: (runner) => pings.touch(runner),
     onWake: (actorId, trigger) => metrics.wakeRequested(actorId, trigger),
   });
   metrics.watchSockets(() => tunnel.stats());

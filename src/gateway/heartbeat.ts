@@ -14,6 +14,8 @@ export class GatewayHeartbeat {
   private lapsed = false;
   private readonly beatTimer: NodeJS.Timeout;
   private lapseTimer: NodeJS.Timeout;
+  /** When the beat the lapse timer counts from began (Node clock, only ever compared with itself). */
+  private armedFrom: number;
 
   constructor(
     private readonly db: Db,
@@ -25,6 +27,8 @@ export class GatewayHeartbeat {
   ) {
     this.beatTimer = setInterval(() => void this.beat(), timing.gatewayHeartbeatMs);
     this.beatTimer.unref();
+    // The gateway registered (a beat) just before it built this.
+    this.armedFrom = Date.now();
     this.lapseTimer = this.armLapse();
   }
 
@@ -33,18 +37,26 @@ export class GatewayHeartbeat {
     clearTimeout(this.lapseTimer);
   }
 
-  /** Fires T after the last successful beat, unless another one succeeds first. */
+  /**
+   * Fires T after the last successful beat *began*, unless another one succeeds first. The row's
+   * `last_ping_at` is the database's clock at some point during the beat, never before it began:
+   * counting from the beat's end would let a slow beat stretch the lapse past T (H2).
+   */
   private armLapse(): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      this.lapsed = true;
-      this.log.warn('no successful heartbeat for T; closing hibernatable sockets');
-      this.abandonSockets();
-    }, this.timing.hibernationThresholdMs);
+    const timer = setTimeout(
+      () => {
+        this.lapsed = true;
+        this.log.warn('no successful heartbeat for T; closing hibernatable sockets');
+        this.abandonSockets();
+      },
+      Math.max(0, this.armedFrom + this.timing.hibernationThresholdMs - Date.now()),
+    );
     timer.unref();
     return timer;
   }
 
   private async beat(): Promise<void> {
+    const beganAt = Date.now();
     try {
       if (this.lapsed) {
         // Our old rows may be half-swept: start clean, as a restarted gateway does.
@@ -54,8 +66,12 @@ export class GatewayHeartbeat {
       } else {
         await heartbeatGateway(this.db, this.gatewayId);
       }
-      clearTimeout(this.lapseTimer);
-      this.lapseTimer = this.armLapse();
+      // A slow beat that ends after a later one must not pull the lapse earlier.
+      if (beganAt > this.armedFrom) {
+        this.armedFrom = beganAt;
+        clearTimeout(this.lapseTimer);
+        this.lapseTimer = this.armLapse();
+      }
       this.log.debug('gateway heartbeat');
     } catch (err) {
       this.log.error({ err }, 'gateway heartbeat failed');

@@ -18,7 +18,7 @@ import {
 } from '../errors.js';
 import { getActor, getOrCreateActor, insertActor, listActors, type Actor } from '../db/actors.js';
 import type { Db } from '../db/pool.js';
-import { actorName } from '../protocol/runner-protocol.js';
+import { RUNNER_DEFAULTS, actorName } from '../protocol/runner-protocol.js';
 import { signalActor, startActorWorkflow } from '../temporal-client.js';
 import { CRASH_POLICIES, destroySignal, rescheduleSignal, sleepSignal, wakeSignal } from '../workflows/actor-api.js';
 import { bearerToken, sameToken } from './auth.js';
@@ -33,18 +33,22 @@ export interface ManagementDeps {
 const name = actorName;
 const key = z.string().min(1).max(512);
 const crashPolicy = z.enum(CRASH_POLICIES);
+/** The same rule as a runner's pool in its hello. */
+const pool = z.string().min(1).max(200);
 
 const createBody = z.strictObject({
   name,
   key: key.nullable().optional(),
   input: z.unknown().optional(),
   crashPolicy: crashPolicy.optional(),
+  pool: pool.optional(),
 });
 const getOrCreateBody = z.strictObject({
   name,
   key,
   input: z.unknown().optional(),
   crashPolicy: crashPolicy.optional(),
+  pool: pool.optional(),
 });
 const listQuery = z.strictObject({
   name: name.optional(),
@@ -101,12 +105,13 @@ function managementRoutes(app: FastifyInstance, { db, client, config }: Manageme
       actorId: randomUUID(),
       name: body.name,
       key: body.key ?? null,
+      pool: body.pool ?? RUNNER_DEFAULTS.pool,
       input: body.input ?? null,
       crashPolicy: body.crashPolicy ?? 'restart',
     });
     if (!actor) throw new ActorExists(`an actor ${body.name} with key ${JSON.stringify(body.key)} exists`);
     await launch(actor);
-    request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key }, 'actor created');
+    request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key, pool: actor.pool }, 'actor created');
     return reply.status(201).send({ actor });
   });
 
@@ -116,13 +121,19 @@ function managementRoutes(app: FastifyInstance, { db, client, config }: Manageme
       actorId: randomUUID(),
       name: body.name,
       key: body.key,
+      pool: body.pool ?? RUNNER_DEFAULTS.pool,
       input: body.input ?? null,
       crashPolicy: body.crashPolicy ?? 'restart',
     });
+    // An existing actor keeps its input; but placing it in another pool than the one asked for
+    // would run it where the caller did not mean it to.
+    if (!created && body.pool !== undefined && actor.pool !== body.pool)
+      throw new ActorExists(`an actor ${body.name} with key ${JSON.stringify(body.key)} exists in pool ${actor.pool}`);
     // An existing actor that never ran may have lost its workflow start to a crash: starting
     // is idempotent, so make sure.
     if (created || actor.generation === 0) await launch(actor);
-    if (created) request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key }, 'actor created');
+    if (created)
+      request.log.info({ actorId: actor.actorId, name: actor.name, key: actor.key, pool: actor.pool }, 'actor created');
     return reply.status(created ? 201 : 200).send({ actor });
   });
 

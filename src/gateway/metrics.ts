@@ -1,7 +1,9 @@
 /**
  * The gateway's Prometheus metrics (`GET /metrics`). Counts and latencies are observed from the
  * actor state notices every gateway hears; totals that live in Postgres (actors by state, the
- * command queue, connected runners) are read when scraped, so any gateway reports the fleet.
+ * command queue, connected runners) are read when scraped, so any gateway reports the fleet. The
+ * actor counts, a GROUP BY over every live actor, are read at most once per ACTOR_COUNTS_TTL_MS
+ * however often and by however many scrapers the gateway is scraped.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { pendingCommandCount } from '../db/commands.js';
@@ -16,6 +18,8 @@ export type WakeTrigger = 'http' | 'websocket';
 const LATENCY_BUCKETS = [0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1, 2, 5, 10, 30, 60];
 /** Starts and wakes in flight are remembered at most this long (a start that never runs is forgotten). */
 const PENDING_TTL_MS = 10 * 60_000;
+/** How long a scrape reuses the actor counts (Prometheus scrapes every 15 s or so by default). */
+export const ACTOR_COUNTS_TTL_MS = 5_000;
 
 export interface SocketStats {
   sockets: number;
@@ -60,16 +64,19 @@ export class GatewayMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    const actorCounts = cachedFor(ACTOR_COUNTS_TTL_MS, async () => {
+      const { rows } = await db.query<{ state: string; n: number }>(
+        'SELECT state, count(*)::int AS n FROM actors WHERE destroyed_at IS NULL GROUP BY state',
+      );
+      return new Map(rows.map((r) => [r.state, r.n]));
+    });
     new Gauge({
       name: 'dormouse_actors',
-      help: 'Actors not destroyed, by state.',
+      help: `Actors not destroyed, by state (at most ${ACTOR_COUNTS_TTL_MS / 1000} s old).`,
       labelNames: ['state'],
       registers,
       async collect() {
-        const { rows } = await db.query<{ state: string; n: number }>(
-          'SELECT state, count(*)::int AS n FROM actors WHERE destroyed_at IS NULL GROUP BY state',
-        );
-        const counts = new Map(rows.map((r) => [r.state, r.n]));
+        const counts = await actorCounts();
         for (const state of ACTOR_STATES) if (state !== 'destroyed') this.set({ state }, counts.get(state) ?? 0);
       },
     });
@@ -143,4 +150,21 @@ export class GatewayMetrics {
     for (const [actorId, { at }] of this.startedAt) if (now - at > PENDING_TTL_MS) this.startedAt.delete(actorId);
     for (const [actorId, { at }] of this.wokenAt) if (now - at > PENDING_TTL_MS) this.wokenAt.delete(actorId);
   }
+}
+
+/** `read`, answered from its last result while that is younger than `ttlMs`; a failed read is not kept. */
+function cachedFor<T>(ttlMs: number, read: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | null = null;
+  return () => {
+    const now = Date.now();
+    if (last === null || now - last.at >= ttlMs) {
+      const value = read();
+      const entry = { at: now, value };
+      last = entry;
+      value.catch(() => {
+        if (last === entry) last = null;
+      });
+    }
+    return last.value;
+  };
 }

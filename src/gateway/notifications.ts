@@ -35,14 +35,16 @@ export class NotificationListener {
 
   private async connect(): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'dormouse-gateway-listen' });
+    // Listening for errors before connecting: a termination that arrives in the same read as the
+    // end of the handshake is emitted before `connect()` resolves.
+    client.on('error', (err) => {
+      this.log.error({ err }, 'LISTEN connection failed');
+      void this.reconnect(client);
+    });
     await client.connect();
     client.on('notification', (n) => {
       const handler = this.handlers.get(n.channel);
       if (handler && n.payload !== undefined) handler(n.payload);
-    });
-    client.on('error', (err) => {
-      this.log.error({ err }, 'LISTEN connection failed');
-      void this.reconnect(client);
     });
     for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
     return client;

@@ -43,8 +43,8 @@ export interface RunnerConnectionDeps {
   config: Config;
   log: Logger;
   gatewayId: string;
-  /** Records a runner ping; the gateway flushes them to Postgres in one write per tick. */
-  touch: (runnerId: string) => void;
+  /** Records a runner ping; the gateway flushes them to Postgres in one write per tick (runner-pings.ts). */
+  touch: (runner: RunnerConnection) => void;
   tunnel: TunnelSink;
 }
 
@@ -62,10 +62,12 @@ export class RunnerConnection implements SpeakingRunner {
 
   constructor(
     readonly runnerId: string,
+    /** The registry's connection epoch of this connection (db/runners.ts connectRunner). */
+    readonly epoch: number,
     private readonly ws: WebSocket,
     private readonly deps: RunnerConnectionDeps,
   ) {
-    this.log = deps.log.child({ runnerId });
+    this.log = deps.log.child({ runnerId, epoch });
     ws.on('message', (data, isBinary) => this.onFrame(isBinary ? null : wsText(data)));
   }
 
@@ -95,7 +97,7 @@ export class RunnerConnection implements SpeakingRunner {
   async onClosed(): Promise<void> {
     this.closed = true;
     this.deps.tunnel.runnerDisconnected(this);
-    await disconnectRunner(this.deps.db, this.runnerId, this.deps.gatewayId);
+    await disconnectRunner(this.deps.db, this, this.deps.gatewayId);
   }
 
   /**
@@ -150,7 +152,7 @@ export class RunnerConnection implements SpeakingRunner {
         return this.protocolError('hello sent twice');
       case 'ping':
         this.lastPingAt = Date.now();
-        this.deps.touch(this.runnerId);
+        this.deps.touch(this);
         this.send({ type: 'pong', ts: message.ts });
         return;
       case 'ackCommands':

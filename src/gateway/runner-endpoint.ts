@@ -126,23 +126,51 @@ export class RunnerEndpoint {
       ws.close(RunnerCloseCode.Unauthorized, closeReason(`the token is not valid for pool ${parsed.message.pool}`));
       return null;
     }
+    const refused = this.refusedActorNames(parsed.message);
+    if (refused.length > 0) {
+      const reason = `pool ${parsed.message.pool} may not host ${refused.join(', ')}`;
+      this.deps.log.warn({ runnerId: parsed.message.runnerId, pool: parsed.message.pool, refused }, 'runner refused');
+      ws.close(RunnerCloseCode.Unauthorized, closeReason(reason));
+      return null;
+    }
     return { hello: parsed.message, version };
+  }
+
+  /** The actor types of a hello that the operator did not allow its pool (DORMOUSE_POOL_ACTORS). */
+  private refusedActorNames(hello: Hello): string[] {
+    const { poolActors } = this.deps.config.auth;
+    if (!poolActors) return [];
+    const allowed = poolActors.get(hello.pool);
+    return hello.actorNames.filter((name) => !allowed?.has(name));
   }
 
   private async accept(ws: WebSocket, hello: Hello, version: number): Promise<void> {
     const { db, gatewayId, config } = this.deps;
-    await connectRunner(db, {
+    const capacity = Math.min(hello.capacity, config.gateway.runnerMaxCapacity);
+    if (capacity < hello.capacity)
+      this.deps.log.warn(
+        { runnerId: hello.runnerId, asked: hello.capacity, capacity },
+        'runner capacity clamped to DORMOUSE_RUNNER_MAX_CAPACITY',
+      );
+    const epoch = await connectRunner(db, {
       runnerId: hello.runnerId,
       pool: hello.pool,
-      capacity: hello.capacity,
+      capacity,
       actorNames: hello.actorNames,
       protocolVersion: version,
       gatewayId,
     });
+    if (epoch === null) {
+      this.deps.log.warn(
+        { runnerId: hello.runnerId, pool: hello.pool },
+        'runner refused: its id belongs to another pool',
+      );
+      return ws.close(RunnerCloseCode.Unauthorized, closeReason(`runner ${hello.runnerId} belongs to another pool`));
+    }
     const previous = this.runners.get(hello.runnerId);
     if (previous) previous.close(RunnerCloseCode.Replaced, 'replaced by a newer connection of the same runner');
 
-    const runner = new RunnerConnection(hello.runnerId, ws, this.deps);
+    const runner = new RunnerConnection(hello.runnerId, epoch, ws, this.deps);
     this.runners.set(hello.runnerId, runner);
     ws.on('close', (code, reason) => {
       if (this.runners.get(hello.runnerId) === runner) this.runners.delete(hello.runnerId);
@@ -167,7 +195,7 @@ export class RunnerEndpoint {
         name: hello.name,
         protocolVersion: version,
         pool: hello.pool,
-        capacity: hello.capacity,
+        capacity,
         hosted: hello.actors.length,
         stale: staleActors.length,
       },

@@ -1,13 +1,24 @@
 /**
  * Runner pings, batched: every runner pings every few seconds, and the gateway writes all the
- * pings it received since the last tick in one UPDATE, not one per ping.
+ * pings it received since the last tick in one UPDATE, not one per ping. A ping that matched no
+ * row came over a connection the registry no longer knows (a newer connection replaced it, or the
+ * runner was declared lost while its socket stayed open): that connection is closed, so the
+ * runner says hello again and is fenced and admitted afresh, instead of staying connected but
+ * never allocated.
  */
 import type { Db } from '../db/pool.js';
-import { touchRunners } from '../db/runners.js';
+import { touchRunners, type RunnerEpoch } from '../db/runners.js';
 import type { Logger } from '../log.js';
+import { RunnerCloseCode } from '../protocol/runner-protocol.js';
+
+/** A runner connection as its pings see it. */
+export interface PingingRunner extends RunnerEpoch {
+  readonly isClosed: boolean;
+  close(code: number, reason: string): void;
+}
 
 export class RunnerPings {
-  private pinged = new Set<string>();
+  private pinged = new Map<string, PingingRunner>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -20,19 +31,29 @@ export class RunnerPings {
     this.timer.unref();
   }
 
-  touch(runnerId: string): void {
-    this.pinged.add(runnerId);
+  touch(runner: PingingRunner): void {
+    this.pinged.set(runner.runnerId, runner);
   }
 
   async flush(): Promise<void> {
     if (this.pinged.size === 0) return;
-    const ids = [...this.pinged];
-    this.pinged = new Set();
+    const runners = [...this.pinged.values()];
+    this.pinged = new Map();
+    let matched: Set<string>;
     try {
-      await touchRunners(this.db, this.gatewayId, ids);
-      this.log.debug({ runners: ids.length }, 'runner pings flushed');
+      matched = await touchRunners(this.db, this.gatewayId, runners);
+      this.log.debug({ runners: runners.length }, 'runner pings flushed');
     } catch (err) {
       this.log.error({ err }, 'flushing runner pings failed');
+      return;
+    }
+    for (const runner of runners) {
+      if (matched.has(runner.runnerId) || runner.isClosed) continue;
+      this.log.warn(
+        { runnerId: runner.runnerId, epoch: runner.epoch },
+        'runner ping matched no registered connection; closing it so that it says hello again',
+      );
+      runner.close(RunnerCloseCode.NotRegistered, 'this connection is no longer registered; say hello again');
     }
   }
 

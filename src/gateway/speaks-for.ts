@@ -20,6 +20,8 @@ export interface SpeakingRunner {
 export interface HeldRequest {
   readonly actorId: string;
   readonly runnerId: string | null;
+  /** A hibernating socket still takes frames and closes from its stopping generation (H9). */
+  takesOutputFrom?(runnerId: string, generation: number): boolean;
 }
 
 /** Take the frame, drop it, or (its client is gone) close the request toward the actor. */
@@ -34,6 +36,8 @@ export function judgeRunnerFrame(
   if (!held) return frame.message.kind === 'wsOpenAck' && startedHere ? 'closeOrphan' : 'drop';
   if (held.actorId !== frame.actorId) return 'drop';
   if (held.runnerId === runner.runnerId) return 'take';
+  const output = frame.message.kind === 'wsMessage' || frame.message.kind === 'wsClose';
+  if (output && held.takesOutputFrom?.(runner.runnerId, frame.generation)) return 'take';
   return frame.message.kind === 'wsClose' && startedHere ? 'take' : 'drop';
 }
 

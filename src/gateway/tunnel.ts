@@ -35,7 +35,7 @@ export interface TunnelDeps {
   log: Logger;
   gatewayId: string;
   /** Records a runner ping; the gateway flushes them to Postgres in one write per tick. */
-  touch: (runnerId: string) => void;
+  touch: (runner: RunnerConnection) => void;
   /** Told of every wake signal sent (metrics). */
   onWake: (actorId: string, trigger: WakeTrigger) => void;
 }
@@ -58,6 +58,7 @@ export class Tunnel implements TunnelSink {
     this.waker = new Waker({
       signal: (actorId) => signalActor(client, actorId, wakeSignal),
       onWake: deps.onWake,
+      minIntervalMs: config.gateway.wakeMinIntervalMs,
       log: this.log,
     });
     this.router = new ActorRouter(this.watch, this.waker, config.timing.wakeTimeoutMs, this.log);
@@ -181,6 +182,7 @@ export class Tunnel implements TunnelSink {
     this.waker.onReconnect();
     this.runners.redeliverAll();
     this.watch.onReconnect();
+    void this.sockets.resync();
   }
 
   /** H2: this gateway's registration lapsed; its hibernatable sockets are no longer claimed. */
@@ -191,6 +193,7 @@ export class Tunnel implements TunnelSink {
   /** Shutdown: clients are told to go away, runners that the gateway is going. */
   async close(): Promise<void> {
     this.sockets.close();
+    this.waker.close();
     await this.runners.close();
   }
 }

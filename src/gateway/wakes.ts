@@ -3,6 +3,9 @@
  * notices. A burst of requests, opens and hibernating sockets' messages for a sleeping actor
  * sends one signal; the next state change (the actor falling asleep anew, or a wake that raced it
  * stopping and was dropped) lets the next one through.
+ *
+ * Each wake is an event in the actor's history, so wakes are also rate-limited per actor: within
+ * `minIntervalMs` of one, the next is deferred to the end of that interval, never dropped.
  */
 import type { Logger } from '../log.js';
 import type { WakeTrigger } from './metrics.js';
@@ -10,14 +13,24 @@ import type { WakeTrigger } from './metrics.js';
 export interface WakerDeps {
   /** Sends the wake signal to the actor's workflow. */
   signal: (actorId: string) => Promise<unknown>;
-  /** Told of every wake actually sent (metrics). */
+  /** Told of every wake signal that went out (metrics). */
   onWake: (actorId: string, trigger: WakeTrigger) => void;
+  /** The shortest time between two wake signals to one actor. */
+  minIntervalMs: number;
   log: Logger;
 }
 
+interface Cooldown {
+  timer: NodeJS.Timeout;
+  /** A wake asked for during the cooldown, sent when it ends. */
+  deferred: WakeTrigger | null;
+}
+
 export class Waker {
-  /** Actors a wake was sent to since their last state notice. */
+  /** Actors a wake was sent (or deferred) to since their last state notice. */
   private readonly sent = new Set<string>();
+  /** Actors woken less than `minIntervalMs` ago. */
+  private readonly cooling = new Map<string, Cooldown>();
 
   constructor(private readonly deps: WakerDeps) {}
 
@@ -25,12 +38,13 @@ export class Waker {
   wake(actorId: string, trigger: WakeTrigger): void {
     if (this.sent.has(actorId)) return;
     this.sent.add(actorId);
-    this.deps.onWake(actorId, trigger);
-    this.deps.signal(actorId).catch((err: unknown) => {
-      // Not sent: the next one to ask may try again.
-      this.sent.delete(actorId);
-      this.deps.log.warn({ err, actorId }, 'waking the actor failed');
-    });
+    const cooldown = this.cooling.get(actorId);
+    if (cooldown) {
+      cooldown.deferred ??= trigger;
+      this.deps.log.debug({ actorId }, 'wake deferred by the rate limit');
+      return;
+    }
+    this.send(actorId, trigger);
   }
 
   /** The actor's state changed: whatever it needs next, a wake may go out again. */
@@ -41,5 +55,32 @@ export class Waker {
   /** Notices may have been missed while the LISTEN connection was down. */
   onReconnect(): void {
     this.sent.clear();
+  }
+
+  /** Gateway shutdown: deferred wakes are dropped with it. */
+  close(): void {
+    for (const { timer } of this.cooling.values()) clearTimeout(timer);
+    this.cooling.clear();
+  }
+
+  private send(actorId: string, trigger: WakeTrigger): void {
+    const timer = setTimeout(() => this.cooled(actorId), this.deps.minIntervalMs);
+    timer.unref();
+    this.cooling.set(actorId, { timer, deferred: null });
+    this.deps.signal(actorId).then(
+      // Recorded only once sent: a failed signal is no wake.
+      () => this.deps.onWake(actorId, trigger),
+      (err: unknown) => {
+        // Not sent: the next one to ask may try again.
+        this.sent.delete(actorId);
+        this.deps.log.warn({ err, actorId }, 'waking the actor failed');
+      },
+    );
+  }
+
+  private cooled(actorId: string): void {
+    const deferred = this.cooling.get(actorId)?.deferred;
+    this.cooling.delete(actorId);
+    if (deferred) this.send(actorId, deferred);
   }
 }

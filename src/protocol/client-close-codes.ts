@@ -13,7 +13,10 @@ export const ClientCloseCode = {
   Rejected: 4400,
   /** No such actor. */
   ActorNotFound: 4404,
-  /** A message arrived out of order at the actor: a bug, or lost frames. */
+  /**
+   * A message arrived out of order: a client message at the actor, or an actor frame (H9 seq)
+   * at the gateway while the socket was active. A bug, or lost frames: reconnect.
+   */
   MessageGap: 4409,
   /** The actor was destroyed. */
   ActorDestroyed: 4410,
@@ -21,6 +24,23 @@ export const ClientCloseCode = {
   ActorStopped: 4412,
   /** More unacknowledged messages (count or bytes) than the gateway keeps for one connection. */
   TooManyPending: 4413,
+  /**
+   * The actor sent this connection more frames than its outbox keeps unacknowledged by the
+   * gateway (H9): by default 4096 frames or 16 MiB per connection (`outboxLimits` in
+   * defineActor; DEFAULT_OUTBOX_LIMITS in the runner protocol). The frames before the close
+   * were all delivered; the ones past the bound were not sent. Reconnect and resynchronise.
+   */
+  OutboxFull: 4414,
+  /**
+   * The client did not read what the actor sent it: more output than the gateway buffers for one
+   * connection (DORMOUSE_MAX_BUFFERED_BYTES, 16 MiB by default).
+   */
+  SlowClient: 4408,
+  /**
+   * The actor has as many hibernatable connections as a start's snapshot may carry
+   * (DORMOUSE_MAX_HIBERNATABLE_PER_ACTOR, 10 000 by default): this one was not kept.
+   */
+  TooManyConnections: 4429,
   /** The actor does not know this connection (it was lost while hibernating): reconnect. */
   UnknownConnection: 4500,
   /** The actor did not wake within the wake timeout. */

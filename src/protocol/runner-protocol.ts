@@ -8,6 +8,10 @@
  * - Events are indexed per (actor, generation) by `index`, starting at 0; the gateway acknowledges
  *   an event only once the actor workflow holds it (the signal call returned). The runner resends
  *   unacknowledged events on reconnect; the workflow ignores indices it has already seen.
+ * - Actor→client frames (`wsMessage` from the runner) carry a per-connection `seq`; the gateway
+ *   acknowledges the highest it handed to the client (`wsOutAck`) and drops a seq it already
+ *   delivered. The runner resends unacknowledged frames on reconnect, and the next generation
+ *   resends its outbox after its restore report (H9).
  */
 import { z } from 'zod';
 import { versionRange, type VersionRange } from './versions.js';
@@ -16,8 +20,12 @@ import { versionRange, type VersionRange } from './versions.js';
 // The contract's constants. Both ends read them from here, and so do the configuration's
 // defaults (config.ts): a number written twice drifts.
 
-/** 2: tunnel frames share one envelope keyed by request id. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: tunnel frames share one envelope keyed by request id.
+ * 3: actor→client frames carry a per-connection `seq`, acknowledged by the gateway (`wsOutAck`, H9);
+ *    `wsOpen` carries the last one the gateway delivered; KV writes may trim key ranges.
+ */
+export const PROTOCOL_VERSION = 3;
 /**
  * The versions this build speaks, as a runner and as a gateway (versions.ts). Its frames are
  * PROTOCOL_VERSION's only: lower `min` only together with schemas that read an older version.
@@ -32,6 +40,8 @@ export const RunnerCloseCode = {
   HandshakeTimeout: 4002,
   Unauthorized: 4003,
   Replaced: 4004,
+  /** The registry no longer knows this connection (a newer one replaced it, or the runner was declared lost): say hello again. */
+  NotRegistered: 4005,
 } as const;
 
 /** Largest frame either end accepts: an HTTP response body, base64-encoded, plus its envelope. */
@@ -46,6 +56,13 @@ export const PONG_SILENCE_INTERVALS = 5;
 export const KV_TIMEOUT_MS = 30_000;
 /** A runner's settings when its options say nothing; the configuration (config.ts) has the same defaults. */
 export const RUNNER_DEFAULTS = { pool: 'default', capacity: 1000, sleepAfterMs: 30_000 } as const;
+
+/**
+ * What an actor keeps, per connection, of the frames it sent that the gateway has not yet
+ * acknowledged (its outbox, H9). Past either bound the connection closes with
+ * ClientCloseCode.OutboxFull, never losing a frame silently. An actor type may set its own.
+ */
+export const DEFAULT_OUTBOX_LIMITS = { frames: 4096, bytes: 16 * 1024 * 1024 } as const;
 
 const uuid = z.uuid();
 /** An actor type's name, the same rule at the API, in the handshake and in `defineActor`. */
@@ -128,8 +145,14 @@ export const kvOp = z.discriminatedUnion('kind', [
   /** Puts and deletes in one transaction: state, connection metadata and indices commit together. */
   z.strictObject({
     kind: z.literal('write'),
-    put: z.array(z.strictObject({ key: kvKey, value: base64 })).max(10_000),
+    // A broadcast puts one outbox frame per hibernatable connection (H9): as many as an actor may hold.
+    put: z.array(z.strictObject({ key: kvKey, value: base64 })).max(100_000),
     delete: z.array(kvKey).max(10_000),
+    /** Key ranges deleted with the write: every key starting with `prefix` up to `through` (inclusive). */
+    trim: z
+      .array(z.strictObject({ prefix: kvKey, through: kvKey }))
+      .max(10_000)
+      .optional(),
   }),
   z.strictObject({ kind: z.literal('list'), prefix: z.string().max(512) }),
 ]);
@@ -144,6 +167,8 @@ export type KvEntry = z.infer<typeof kvEntry>;
 const requestId = uuid;
 /** Client→actor message indices start at 1; 0 means "none yet". */
 const wsIndex = z.number().int().min(1);
+/** Actor→client frame sequence numbers, per connection, start at 1; 0 means "none yet" (H9). */
+const wsSeq = z.number().int().min(1);
 const closeCode = z.number().int().min(1000).max(4999);
 const closeText = z.string().max(123);
 
@@ -167,7 +192,8 @@ export const gatewayTunnelMessage = z.discriminatedUnion('kind', [
   /**
    * A client WebSocket for the actor. `offer` is true when the gateway offers, after a start, a
    * hibernating connection that the start's snapshot missed (H8); `lastIndex` is the last client
-   * message index the actor has acknowledged (0 for a new connection).
+   * message index the actor has acknowledged (0 for a new connection); `lastOutSeq` the last
+   * actor→client frame the gateway delivered (H9).
    */
   z.strictObject({
     kind: z.literal('wsOpen'),
@@ -175,12 +201,18 @@ export const gatewayTunnelMessage = z.discriminatedUnion('kind', [
     path: z.string().min(1),
     headers,
     lastIndex: z.number().int().min(0),
+    lastOutSeq: z.number().int().min(0),
     offer: z.boolean(),
   }),
   /** A client message; indices rise by one per connection across every sleep, crash and move (H6). */
   z.strictObject({ kind: z.literal('wsMessage'), index: wsIndex, data: z.string(), binary: z.boolean() }),
   /** The client closed, or the gateway closed it (limits, destroy, shutdown). */
   z.strictObject({ kind: z.literal('wsClose'), code: closeCode, reason: closeText }),
+  /**
+   * Actor→client frames up to `seq` are handed to the client's socket (H9): the actor's outbox
+   * may drop them. Also sent when a connection resumes, with the last seq delivered so far.
+   */
+  z.strictObject({ kind: z.literal('wsOutAck'), seq: wsSeq }),
 ]);
 export type GatewayTunnelMessage = z.infer<typeof gatewayTunnelMessage>;
 
@@ -198,8 +230,11 @@ export const runnerTunnelMessage = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('wsOpenAck'), hibernatable: z.boolean() }),
   /** Client message `index` is durable at the actor (ack after persist, H6). */
   z.strictObject({ kind: z.literal('wsAck'), index: wsIndex }),
-  /** A message from the actor to the client. */
-  z.strictObject({ kind: z.literal('wsMessage'), data: z.string(), binary: z.boolean() }),
+  /**
+   * A message from the actor to the client, numbered per connection (H9). It is durable in the
+   * actor's outbox before it is sent; the gateway delivers each seq once, in order.
+   */
+  z.strictObject({ kind: z.literal('wsMessage'), seq: wsSeq, data: z.string(), binary: z.boolean() }),
   /** The actor closes (or refuses, or does not know) a connection. */
   z.strictObject({ kind: z.literal('wsClose'), code: closeCode, reason: closeText }),
 ]);

@@ -5,28 +5,32 @@
  *
  * Handlers (requests, messages, connects, disconnects, alarms, stop) run one at a time through
  * one queue, like an input gate: what a handler changed is persisted before the next one starts,
- * so a message's effects and its index always become durable together. And like an output gate,
- * what a handler sends to clients leaves only once that write is durable: no client ever sees
- * an effect that a crash could undo and a replay repeat.
+ * so a message's effects and its index always become durable together. What a handler sends to
+ * clients is numbered per connection and written in that same transaction, into the outbox (H9),
+ * and leaves only once that write is durable: no client ever sees an effect that a crash could
+ * undo and a replay repeat. The outbox keeps each frame until the gateway acknowledges it; a
+ * reconnect, an offer or the next generation's start sends again what is unacknowledged.
  */
 import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
-import type {
-  ActorEvent,
-  GatewayTunnelMessage,
-  KvEntry,
-  KvOp,
-  RunnerToGateway,
-  RunnerTunnelMessage,
-  StartActorCommand,
-  StopReason,
-  TunnelMessage,
+import {
+  DEFAULT_OUTBOX_LIMITS,
+  type ActorEvent,
+  type GatewayTunnelMessage,
+  type KvEntry,
+  type KvOp,
+  type RunnerToGateway,
+  type RunnerTunnelMessage,
+  type StartActorCommand,
+  type StopReason,
+  type TunnelMessage,
 } from '../protocol/runner-protocol.js';
 import {
   ActorConnection,
   CONNECTION_PREFIX,
   connectionKey,
   parseRecord,
+  persistedHeaders,
   reconcile,
   type ConnectionHost,
   type ConnectionRecord,
@@ -38,6 +42,10 @@ import { Fenced } from '../errors.js';
 export interface RunnerFaults {
   /** Called after a client message's effects and index are durable, before it is acknowledged. */
   afterPersistBeforeAck?: (message: { actorId: string; requestId: string; index: number; data: string }) => void;
+  /** Given, once, a way to drop the runner's gateway socket (it reconnects, like after a network fault). */
+  onLink?: (drop: () => void) => void;
+  /** Called after a write that holds outbound frames is durable, before any of them is sent. */
+  afterPersistBeforeSend?: (frames: { actorId: string; requestId: string; seq: number; data: string }[]) => void;
 }
 
 export interface InstanceHost {
@@ -64,6 +72,36 @@ type Phase = 'starting' | 'running' | 'stopping' | 'ended';
 const STATE_KEY = '__dormouse/state';
 const ALARM_KEY = '__dormouse/alarm';
 const RESERVED_PREFIX = '__dormouse/';
+/** The outbox (H9): one key per unacknowledged frame, `__dormouse/out/<requestId>/<seq, 16 digits>`. */
+const OUT_PREFIX = '__dormouse/out/';
+/** Acknowledged frames are deleted with the next write, or after this long if none comes. */
+const TRIM_DELAY_MS = 250;
+/** Deletes a connection's whole outbox (no seq reaches it). */
+const ALL_FRAMES = Number.MAX_SAFE_INTEGER;
+
+/** An actor→client frame not yet acknowledged by the gateway. */
+interface OutFrame {
+  requestId: string;
+  seq: number;
+  data: string;
+  binary: boolean;
+  bytes: number;
+  /** Written to the outbox (hibernatable connections only; the others do not outlive the generation). */
+  durable: boolean;
+  /** Sent at least once (its write is durable). */
+  released: boolean;
+}
+
+/** One connection's unacknowledged frames, in seq order. */
+interface ConnOutbox {
+  frames: OutFrame[];
+  bytes: number;
+  /**
+   * The highest seq written to the outbox. Its key outlives its acknowledgement: it is how the
+   * next host knows where the seqs are (the record is not rewritten for every frame sent).
+   */
+  written: number;
+}
 
 export class ActorInstance {
   readonly actorId: string;
@@ -81,8 +119,17 @@ export class ActorInstance {
   private intentSent = false;
   private gate: Promise<unknown> = Promise.resolve();
   private inHandler = false;
-  /** Frames to clients sent by the running handler, released after its write. */
-  private held: RunnerToGateway[] = [];
+  /** Per connection, the frames the gateway has not acknowledged (H9). */
+  private readonly outbox = new Map<string, ConnOutbox>();
+  /** Frames to write with the next persist; then to release once that write is durable. */
+  private unpersisted: OutFrame[] = [];
+  private releasable: OutFrame[] = [];
+  /** Per connection, outbox frames up to this seq to delete with the next write. */
+  private readonly trims = new Map<string, number>();
+  private trimTimer: NodeJS.Timeout | null = null;
+  /** `ctx.kv` puts (base64) and deletes (null) of the running handler, committed with its write. */
+  private readonly kvBuffer = new Map<string, string | null>();
+  private readonly outboxLimits: { frames: number; bytes: number };
   private readonly log: Logger;
 
   constructor(
@@ -94,6 +141,10 @@ export class ActorInstance {
     this.generation = command.generation;
     this.log = host.log.child({ actorId: command.actorId, generation: command.generation, actor: command.name });
     this.ctx = this.makeContext();
+    this.outboxLimits = {
+      frames: definition.outboxLimits?.frames ?? DEFAULT_OUTBOX_LIMITS.frames,
+      bytes: definition.outboxLimits?.bytes ?? DEFAULT_OUTBOX_LIMITS.bytes,
+    };
   }
 
   /** Tells the gateway something about one of this generation's requests. */
@@ -124,8 +175,8 @@ export class ActorInstance {
         .map((e) => (e.value === null ? null : parseRecord(Buffer.from(e.value, 'base64'))))
         .filter((r): r is ConnectionRecord => r !== null);
       const { restore, unknown, lost } = reconcile(this.command.hibernatingRequests, records);
-      for (const record of restore)
-        this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
+      for (const record of restore) this.restoreConnection(record);
+      const resend = await this.restoreOutbox();
       for (const ref of unknown) {
         this.host.send(
           this.tunnel(ref.requestId, {
@@ -136,19 +187,24 @@ export class ActorInstance {
         );
       }
 
-      const reportRestored = () =>
+      const reportRestored = () => {
         this.host.send({
           type: 'wsRestored',
           actorId: this.actorId,
           generation: this.generation,
           requests: restore.map((r) => ({ requestId: r.requestId, lastIndex: r.lastIndex })),
         });
+        // H9: what the last host sent but the gateway never acknowledged goes again, in order,
+        // before anything newer; the gateway drops the seqs it has already delivered.
+        for (const frame of resend) this.sendOut(frame);
+      };
       // The restore report goes before anything onStart sent: the gateway must have the
       // connections attached to this runner when their first messages arrive.
       await this.runHandler(async () => {
         await this.definition.onStart?.(this.ctx);
         for (const record of lost) {
           this.deletions.add(connectionKey(record.requestId));
+          this.trims.set(record.requestId, ALL_FRAMES);
           const conn = new ActorConnection(record, true, this.connectionHost());
           conn.closed = true;
           await this.definition.onDisconnect?.(this.ctx, conn, {
@@ -266,6 +322,9 @@ export class ActorInstance {
       const known = this.connections.get(requestId);
       if (known) {
         this.host.send(this.tunnel(known.id, { kind: 'wsOpenAck', hibernatable: known.hibernatable }));
+        // The gateway missed this start's restore report, and so the outbox resent with it.
+        this.outAcked(known.id, message.lastOutSeq);
+        this.resendOutbox(known.id);
         return;
       }
       if (!this.definition.onMessage) {
@@ -286,11 +345,14 @@ export class ActorInstance {
         requestId,
         gatewayId: message.gatewayId,
         lastIndex: message.lastIndex,
-        ...request,
-        headers: { ...message.headers },
+        // An offered connection the actor had lost (M\L) is new here, but not at the gateway:
+        // its frames continue after the last one the client received.
+        outSeq: message.lastOutSeq,
+        path: message.path,
+        headers: persistedHeaders(message.headers, this.definition.persistHeaders),
         attachment: null,
       };
-      const conn = new ActorConnection(record, hibernatable, this.connectionHost());
+      const conn = new ActorConnection(record, hibernatable, this.connectionHost(), { ...message.headers });
       conn.dirty = hibernatable;
       this.connections.set(conn.id, conn);
       try {
@@ -343,6 +405,10 @@ export class ActorInstance {
         return;
       }
       const data = message.binary ? Buffer.from(message.data, 'base64') : message.data;
+      // The index is part of the handler's write from the start: a `saveState()` inside the
+      // handler commits it with the state, never the state ahead of it.
+      conn.record.lastIndex = message.index;
+      conn.dirty = conn.hibernatable;
       try {
         await this.definition.onMessage?.(this.ctx, conn, data);
       } catch (err) {
@@ -350,8 +416,6 @@ export class ActorInstance {
         // A handler error does not make the message undelivered: it is processed, and not retried.
         this.log.warn({ err, requestId: conn.id, index: message.index }, 'message handler failed');
       }
-      conn.record.lastIndex = message.index;
-      conn.dirty = conn.hibernatable;
       processed = conn;
     });
     // Here the handler's write is durable (runHandler persisted it) or the actor has crashed.
@@ -375,6 +439,7 @@ export class ActorInstance {
       conn.closed = true;
       if (!conn.hibernatable) this.busy--;
       this.deletions.add(connectionKey(conn.id));
+      this.dropOutbox(conn.id);
       await this.definition.onDisconnect?.(this.ctx, conn, { code: message.code, reason: message.reason });
       await this.persist();
       this.touch();
@@ -383,20 +448,12 @@ export class ActorInstance {
 
   private connectionHost(): ConnectionHost {
     return {
-      send: (conn, data) => {
-        const binary = typeof data !== 'string';
-        const frame = this.tunnel(conn.id, {
-          kind: 'wsMessage',
-          data: binary ? Buffer.from(data).toString('base64') : data,
-          binary,
-        });
-        if (this.inHandler) this.held.push(frame);
-        else this.host.send(frame);
-      },
+      send: (conn, data) => this.enqueueOut(conn, data),
       close: (conn, code, reason) => {
         this.connections.delete(conn.id);
         if (!conn.hibernatable) this.busy--;
         this.deletions.add(connectionKey(conn.id));
+        this.dropOutbox(conn.id);
         // The record goes before the gateway hears of the close: a crash in between leaves a
         // request without a record, which the next start closes (L\M), never a double disconnect.
         const persistThenClose = async () => {
@@ -434,27 +491,187 @@ export class ActorInstance {
       const result = await fn();
       await this.persist();
       beforeRelease?.();
-      for (const frame of this.held) this.host.send(frame);
+      this.release();
       return result;
     } finally {
-      this.held = [];
+      this.kvBuffer.clear();
       this.inHandler = false;
     }
   }
 
-  /** One KV write: the state if it changed, dirty connection records, ended ones deleted. */
+  /**
+   * One KV write, one transaction: the state if it changed, dirty connection records, ended ones
+   * deleted, the handler's `ctx.kv` writes, its outbound frames (H9) and the outbox trims.
+   */
   private async persist(): Promise<void> {
     const put: { key: string; value: string }[] = [];
     const state = JSON.stringify(this.ctx.state);
     if (state !== this.savedState) put.push({ key: STATE_KEY, value: b64(state) });
     const dirty = [...this.connections.values()].filter((c) => c.dirty && c.hibernatable);
     for (const conn of dirty) put.push({ key: connectionKey(conn.id), value: b64(JSON.stringify(conn.record)) });
+    const frames = this.unpersisted;
+    this.unpersisted = [];
+    for (const f of frames)
+      if (f.durable) put.push({ key: outKey(f.requestId, f.seq), value: b64(JSON.stringify([f.data, f.binary])) });
     const deletions = [...this.deletions];
-    if (put.length === 0 && deletions.length === 0) return;
-    await this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: deletions });
+    for (const [key, value] of this.kvBuffer) {
+      if (value === null) deletions.push(key);
+      else put.push({ key, value });
+    }
+    this.kvBuffer.clear();
+    const trims = [...this.trims];
+    this.trims.clear();
+    if (put.length > 0 || deletions.length > 0 || trims.length > 0) {
+      const trim = trims.map(([id, seq]) => ({ prefix: outPrefix(id), through: outKey(id, seq) }));
+      await this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: deletions, trim });
+    }
     this.savedState = state;
     for (const conn of dirty) conn.dirty = false;
     for (const key of deletions) this.deletions.delete(key);
+    for (const f of frames) {
+      const box = f.durable ? this.outbox.get(f.requestId) : undefined;
+      if (box) box.written = Math.max(box.written, f.seq);
+    }
+    this.releasable.push(...frames);
+  }
+
+  // --- The outbox (H9) ------------------------------------------------------------------------
+
+  /**
+   * Numbers a frame for its connection and keeps it until the gateway acknowledges it. It is
+   * written with the running handler's write (outside a handler, with a write queued now).
+   */
+  private enqueueOut(conn: ActorConnection, data: string | Uint8Array): void {
+    if (this.phase === 'ended') return; // a dropped instance's timers: nothing it sends is written
+    const binary = typeof data !== 'string';
+    const payload = binary ? Buffer.from(data).toString('base64') : data;
+    const bytes = binary ? data.byteLength : Buffer.byteLength(data);
+    let box = this.outbox.get(conn.id);
+    if (!box) this.outbox.set(conn.id, (box = { frames: [], bytes: 0, written: 0 }));
+    if (box.frames.length >= this.outboxLimits.frames || box.bytes + bytes > this.outboxLimits.bytes) {
+      this.log.warn(
+        { requestId: conn.id, frames: box.frames.length, bytes: box.bytes },
+        'outbox full: closing the connection',
+      );
+      return conn.close(ClientCloseCode.OutboxFull, 'too many frames not yet acknowledged by the gateway');
+    }
+    const seq = (conn.record.outSeq ?? 0) + 1;
+    conn.record.outSeq = seq;
+    const frame: OutFrame = {
+      requestId: conn.id,
+      seq,
+      data: payload,
+      binary,
+      bytes,
+      durable: conn.hibernatable,
+      released: false,
+    };
+    box.frames.push(frame);
+    box.bytes += bytes;
+    this.unpersisted.push(frame);
+    if (!this.inHandler) void this.guarded(() => Promise.resolve());
+  }
+
+  /** Sends the frames whose write is durable. */
+  private release(): void {
+    const frames = this.releasable;
+    this.releasable = [];
+    if (frames.length === 0) return;
+    this.host.faults?.afterPersistBeforeSend?.(
+      frames.map((f) => ({ actorId: this.actorId, requestId: f.requestId, seq: f.seq, data: f.data })),
+    );
+    for (const frame of frames) {
+      frame.released = true;
+      this.sendOut(frame);
+    }
+  }
+
+  private sendOut(frame: OutFrame): void {
+    const { seq, data, binary } = frame;
+    this.host.send(this.tunnel(frame.requestId, { kind: 'wsMessage', seq, data, binary }));
+  }
+
+  /** The gateway handed frames up to `seq` to the client: they leave the outbox with a later write. */
+  outAcked(requestId: string, seq: number): void {
+    const box = this.outbox.get(requestId);
+    if (!box) return;
+    let through = 0;
+    while (box.frames[0]?.released && box.frames[0].seq <= seq) {
+      const frame = box.frames.shift()!;
+      box.bytes -= frame.bytes;
+      if (frame.durable) through = frame.seq;
+    }
+    // The newest written frame stays: it tells the next host where the seqs are.
+    through = Math.min(through, box.written - 1);
+    if (through <= 0) return;
+    this.trims.set(requestId, Math.max(this.trims.get(requestId) ?? 0, through));
+    this.scheduleTrim();
+  }
+
+  /** Acknowledged frames ride on the next handler's write; if none comes soon, one write of their own. */
+  private scheduleTrim(): void {
+    if (this.trimTimer || this.phase === 'ended') return;
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = null;
+      if (this.trims.size > 0 && this.phase !== 'ended') void this.guarded(() => Promise.resolve());
+    }, TRIM_DELAY_MS);
+  }
+
+  /** The runner reconnected: what the gateway may not have received goes again, in order. */
+  resendOutbound(): void {
+    if (this.phase === 'ended') return;
+    for (const requestId of this.outbox.keys()) this.resendOutbox(requestId);
+  }
+
+  private resendOutbox(requestId: string): void {
+    for (const frame of this.outbox.get(requestId)?.frames ?? []) if (frame.released) this.sendOut(frame);
+  }
+
+  /** A connection ended: its outbox goes (frames still unwritten are sent, but not kept). */
+  private dropOutbox(requestId: string): void {
+    this.outbox.delete(requestId);
+    this.trims.set(requestId, ALL_FRAMES);
+    for (const frame of this.unpersisted) if (frame.requestId === requestId) frame.durable = false;
+  }
+
+  /** A restored connection; its record loses credentials persisted before they were filtered. */
+  private restoreConnection(record: ConnectionRecord): void {
+    const headers = persistedHeaders(record.headers, this.definition.persistHeaders);
+    const conn = new ActorConnection(record, true, this.connectionHost());
+    if (Object.keys(headers).length !== Object.keys(record.headers).length) {
+      record.headers = headers;
+      conn.dirty = true;
+    }
+    this.connections.set(record.requestId, conn);
+  }
+
+  /**
+   * Loads the outbox: restored connections get their unacknowledged frames back (returned, to be
+   * sent again after the restore report); frames of any other connection are deleted.
+   */
+  private async restoreOutbox(): Promise<OutFrame[]> {
+    const entries = await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: OUT_PREFIX });
+    const resend: OutFrame[] = [];
+    for (const entry of entries) {
+      const parsed = parseOutKey(entry.key);
+      if (!parsed || entry.value === null) continue;
+      const conn = this.connections.get(parsed.requestId);
+      if (!conn) {
+        this.trims.set(parsed.requestId, ALL_FRAMES);
+        continue;
+      }
+      const [data, binary] = JSON.parse(Buffer.from(entry.value, 'base64').toString()) as [string, boolean];
+      const bytes = binary ? Buffer.from(data, 'base64').length : Buffer.byteLength(data);
+      const frame: OutFrame = { ...parsed, data, binary, bytes, durable: true, released: true };
+      let box = this.outbox.get(conn.id);
+      if (!box) this.outbox.set(conn.id, (box = { frames: [], bytes: 0, written: 0 }));
+      box.frames.push(frame);
+      box.bytes += bytes;
+      box.written = frame.seq;
+      conn.record.outSeq = Math.max(conn.record.outSeq ?? 0, frame.seq);
+      resend.push(frame);
+    }
+    return resend;
   }
 
   // --- Context ------------------------------------------------------------------------------
@@ -462,18 +679,38 @@ export class ActorInstance {
   private makeContext(): ActorContext {
     const write = (put: { key: string; value: string }[], del: string[]) =>
       this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: del }).then(() => undefined);
+    // Inside a handler, puts and deletes join the handler's write (a replayed message must not
+    // repeat them); reads see them at once. Outside one they are written at once.
+    const buffered = (key: string, value: string | null): Promise<void> => {
+      if (!this.inHandler) return value === null ? write([], [key]) : write([{ key, value }], []);
+      this.kvBuffer.set(key, value);
+      return Promise.resolve();
+    };
     const kv: ActorKv = {
-      get: async (key) => (await this.kvGet([userKey(key)]))[0] ?? null,
-      put: (key, value) => write([{ key: userKey(key), value: Buffer.from(value).toString('base64') }], []),
-      delete: (key) => write([], [userKey(key)]),
+      get: async (key) => {
+        const k = userKey(key);
+        const pending = this.inHandler ? this.kvBuffer.get(k) : undefined;
+        if (pending !== undefined) return pending === null ? null : Buffer.from(pending, 'base64');
+        return (await this.kvGet([k]))[0] ?? null;
+      },
+      put: (key, value) => buffered(userKey(key), Buffer.from(value).toString('base64')),
+      delete: (key) => buffered(userKey(key), null),
       list: async (prefix) => {
-        const entries = await this.host.kv(this.actorId, this.generation, {
-          kind: 'list',
-          prefix: userKey(prefix, true),
-        });
-        return entries
-          .filter((e) => !e.key.startsWith(RESERVED_PREFIX))
-          .map((e) => ({ key: e.key, value: Buffer.from(e.value ?? '', 'base64') }));
+        const p = userKey(prefix, true);
+        const entries = await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: p });
+        const merged = new Map(
+          entries.filter((e) => !e.key.startsWith(RESERVED_PREFIX)).map((e) => [e.key, e.value ?? '']),
+        );
+        if (this.inHandler) {
+          for (const [key, value] of this.kvBuffer) {
+            if (!key.startsWith(p)) continue;
+            if (value === null) merged.delete(key);
+            else merged.set(key, value);
+          }
+        }
+        return [...merged]
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([key, value]) => ({ key, value: Buffer.from(value, 'base64') }));
       },
     };
     return {
@@ -483,7 +720,8 @@ export class ActorInstance {
       input: this.command.input,
       generation: this.command.generation,
       state: null,
-      saveState: () => this.persist(),
+      // Inside a handler: commit what it did so far (frames leave at its end). Outside: a write of its own.
+      saveState: () => (this.inHandler ? this.persist() : this.serially(() => Promise.resolve())),
       kv,
       sleep: () => this.requestIntent('sleep'),
       destroy: () => this.requestIntent('stop'),
@@ -588,8 +826,10 @@ export class ActorInstance {
   private clearTimers(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     if (this.alarmTimer) clearTimeout(this.alarmTimer);
+    if (this.trimTimer) clearTimeout(this.trimTimer);
     this.idleTimer = null;
     this.alarmTimer = null;
+    this.trimTimer = null;
   }
 
   private emit(event: ActorEvent): void {
@@ -599,6 +839,19 @@ export class ActorInstance {
 
 function b64(text: string): string {
   return Buffer.from(text).toString('base64');
+}
+
+function outPrefix(requestId: string): string {
+  return `${OUT_PREFIX}${requestId}/`;
+}
+
+function outKey(requestId: string, seq: number): string {
+  return `${outPrefix(requestId)}${String(seq).padStart(16, '0')}`;
+}
+
+function parseOutKey(key: string): { requestId: string; seq: number } | null {
+  const match = /^__dormouse\/out\/([^/]+)\/(\d{16})$/.exec(key);
+  return match ? { requestId: match[1]!, seq: Number(match[2]) } : null;
 }
 
 function userKey(key: string, prefix = false): string {

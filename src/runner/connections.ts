@@ -16,7 +16,10 @@ export interface ConnectionRecord {
   gatewayId: string;
   /** The last client message index processed (and persisted with its effects). */
   lastIndex: number;
+  /** The last actor→client frame seq assigned (H9); absent in records written before outboxes. */
+  outSeq?: number;
   path: string;
+  /** The request headers, credentials removed unless the actor type asked for them (persistedHeaders). */
   headers: Record<string, string>;
   attachment: unknown;
 }
@@ -33,10 +36,32 @@ export function parseRecord(raw: Buffer): ConnectionRecord | null {
       return null;
     if (typeof value.lastIndex !== 'number' || typeof value.path !== 'string' || typeof value.headers !== 'object')
       return null;
+    if (value.outSeq !== undefined && (typeof value.outSeq !== 'number' || !Number.isInteger(value.outSeq)))
+      return null;
     return value as ConnectionRecord;
   } catch {
     return null;
   }
+}
+
+/** Headers that carry credentials: never persisted unless the actor type names them. */
+const CREDENTIAL_HEADER =
+  /^(authorization|proxy-authorization|cookie|set-cookie)$|(^|-)(auth|api-?key|token|secret|password|passwd|session|credentials?|signature)(-|$)/i;
+
+/**
+ * The headers a connection record may persist: everything but credentials (Authorization,
+ * Cookie, API keys, tokens…), except those the actor type asks for by name (`persistHeaders`).
+ * A hibernating connection's record outlives the request by hours; a secret in it is a secret at rest.
+ */
+export function persistedHeaders(
+  headers: Readonly<Record<string, string>>,
+  allowed: readonly string[] = [],
+): Record<string, string> {
+  const keep = new Set(allowed.map((h) => h.toLowerCase()));
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers))
+    if (keep.has(name.toLowerCase()) || !CREDENTIAL_HEADER.test(name)) out[name] = value;
+  return out;
 }
 
 export interface Reconciliation {
@@ -73,10 +98,15 @@ export class ActorConnection implements Connection {
   /** The record must be written (attachment or index changed). */
   dirty = false;
 
+  /**
+   * @param liveHeaders the request's full headers while the request that opened it is in this
+   *   process; a restored connection has only what its record persisted.
+   */
   constructor(
     readonly record: ConnectionRecord,
     readonly hibernatable: boolean,
     private readonly host: ConnectionHost,
+    private readonly liveHeaders: Readonly<Record<string, string>> = record.headers,
   ) {}
 
   get id(): string {
@@ -86,7 +116,7 @@ export class ActorConnection implements Connection {
     return this.record.path;
   }
   get headers(): Readonly<Record<string, string>> {
-    return this.record.headers;
+    return this.liveHeaders;
   }
   get attachment(): unknown {
     return this.record.attachment ?? null;

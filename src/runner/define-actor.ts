@@ -19,6 +19,11 @@ export interface Connection<Attachment = unknown> {
   readonly id: string;
   /** The path after `/actors/:id/ws`, query string included. */
   readonly path: string;
+  /**
+   * The request headers. A restored hibernatable connection has only those its record
+   * persisted: never credentials (Authorization, Cookie, API keys…) unless the actor type lists
+   * them in `persistHeaders`.
+   */
   readonly headers: Readonly<Record<string, string>>;
   /** A hibernatable connection survives the actor's sleep, crash and move. */
   readonly hibernatable: boolean;
@@ -26,6 +31,11 @@ export interface Connection<Attachment = unknown> {
   readonly attachment: Attachment | null;
   /** Persisted with the write that ends the current handler (or at once outside one). */
   setAttachment(value: Attachment | null): Promise<void>;
+  /**
+   * Sends a frame to the client. It leaves with the write that ends the current handler (in the
+   * same transaction as its state, KV writes and processed index) and reaches the client exactly
+   * once while the client's socket stays open, across crash and move (H9).
+   */
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
@@ -43,11 +53,16 @@ export interface ActorContext<State = unknown, Input = unknown> {
   readonly generation: number;
   /**
    * The actor's state, loaded before `onStart` and saved after every handler that changed it
-   * (compared as JSON). `saveState()` saves it at once.
+   * (compared as JSON). `saveState()` saves it at once; inside a handler it commits everything the
+   * handler did so far (state, KV writes, frames sent, and a message handler's message as processed).
    */
   state: State;
   saveState(): Promise<void>;
-  /** Raw storage beside the state. Keys starting with `__dormouse/` are reserved. */
+  /**
+   * Raw storage beside the state. Keys starting with `__dormouse/` are reserved. Inside a handler
+   * puts and deletes commit with the handler's write (a replayed message never repeats them);
+   * reads see them at once.
+   */
   readonly kv: ActorKv;
   /** Ask to be put to sleep now (instead of waiting for the idle timeout). */
   sleep(): void;
@@ -68,6 +83,13 @@ export interface ActorDefinition<State = unknown, Input = unknown> {
   name: string;
   /** Idle time before the actor goes to sleep; an actor's `input.sleepAfterMs` overrides it. */
   sleepAfterMs?: number;
+  /**
+   * Credential headers (Authorization, Cookie, API keys, tokens…) that a hibernatable
+   * connection's persisted record may keep, by name. By default it keeps none of them.
+   */
+  persistHeaders?: string[];
+  /** Bounds of the per-connection outbox (DEFAULT_OUTBOX_LIMITS); past them the connection closes with 4414. */
+  outboxLimits?: { frames?: number; bytes?: number };
   /** The state of a new actor (nothing persisted yet). */
   createState?: (input: Input) => State;
   /** Runs on every start, before the actor is reported running. Throwing crashes the start. */
@@ -105,6 +127,11 @@ export function defineActor<State = unknown, Input = unknown>(
   const name = actorName.safeParse(definition.name);
   if (!name.success)
     throw new Error(`invalid actor name ${JSON.stringify(definition.name)}: ${name.error.issues[0]?.message}`);
+  for (const [what, value] of Object.entries(definition.outboxLimits ?? {}))
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1))
+      throw new Error(`outboxLimits.${what} must be a positive integer, got ${String(value)}`);
+  if (definition.persistHeaders?.some((h) => typeof h !== 'string' || h.length === 0))
+    throw new Error('persistHeaders must name headers');
   return definition;
 }
 

@@ -66,6 +66,11 @@ export class GatewayLink {
     return true;
   }
 
+  /** Test hook (RunnerFaults.onLink): drops the socket as a network fault would; the link reconnects. */
+  drop(): void {
+    this.ws?.terminate();
+  }
+
   async close(): Promise<void> {
     this.stopped = true;
     this.stopPinging();

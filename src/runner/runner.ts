@@ -98,6 +98,7 @@ class ActorRunner implements Runner {
       this.log,
       options.token,
     );
+    options.faults?.onLink?.(() => this.link.drop());
   }
 
   start(): Promise<void> {
@@ -121,6 +122,8 @@ class ActorRunner implements Runner {
     }
     this.outbox.resendAll();
     this.kv.resendAll();
+    // H9: frames to clients the old socket may have lost go again, before anything newer.
+    for (const instance of this.instances.values()) instance.resendOutbound();
   }
 
   private onMessage(message: Exclude<GatewayToRunner, { type: 'welcome' }>): void {
@@ -151,6 +154,12 @@ class ActorRunner implements Runner {
       case 'wsClose':
         // A close for an actor not running here reaches it at its next start (M\L).
         return void this.hosting(frame, false)?.clientClosed(requestId, message);
+      case 'wsOutAck': {
+        // Also while stopping: what onStop sent is acknowledged like anything else.
+        const instance = this.instances.get(frame.actorId);
+        if (instance?.generation === frame.generation) instance.outAcked(requestId, message.seq);
+        return;
+      }
     }
   }
 

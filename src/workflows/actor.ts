@@ -62,6 +62,12 @@ const ALLOCATE_OPTIONS: ActivityOptions = {
 
 const acts = wf.proxyActivities<Activities>(ACTIVITY_OPTIONS);
 
+// Patches (`wf.patched`): each changes the order of the commands the workflow issues, so runs
+// recorded before it replay without it (test/histories).
+
+/** A lost runner and the stop threshold queue a stopActor to the old runner before moving on. */
+const DROP_ABANDONED_GENERATION = 'drop-abandoned-generation';
+
 function freshObservations(): ActorMemory['observed'] {
   return { running: false, stopped: null, intent: null, runnerLost: false };
 }
@@ -179,7 +185,8 @@ class ActorLifecycle {
         [{ actorId: this.input.actorId, generation }],
       ),
     );
-    if (allocation === 'destroyed') return this.finishDestroy();
+    // A destroy that took the row lock first refuses the allocation (db/actors.ts allocateActor).
+    if (allocation === 'destroyed' || 'destroyed' in allocation) return this.finishDestroy();
 
     m.generation = generation;
     m.runnerId = allocation.runnerId;
@@ -227,7 +234,7 @@ class ActorLifecycle {
       { summary: 'start threshold' },
     );
     if (m.observed.stopped) return this.onUnrequestedStop();
-    if (m.observed.runnerLost) return this.restart('lost');
+    if (m.observed.runnerLost) return this.moveOffLostRunner();
     if (m.observed.running) {
       m.deadline = null;
       this.enter('running');
@@ -256,7 +263,7 @@ class ActorLifecycle {
         continueAsNewSuggested(),
     );
     if (m.observed.stopped) return this.onUnrequestedStop();
-    if (m.observed.runnerLost) return this.restart('lost');
+    if (m.observed.runnerLost) return this.moveOffLostRunner();
     if (m.requested.destroy || m.observed.intent === 'stop') return this.beginStop('destroy');
     if (m.requested.reschedule) return this.beginStop('reschedule');
     if (m.requested.sleep || m.observed.intent === 'sleep') return this.beginStop('sleep');
@@ -278,6 +285,7 @@ class ActorLifecycle {
     if (m.requested.destroy) m.stopThen = 'destroy';
     if (woke && !m.observed.stopped && !m.observed.runnerLost) return;
     if (!woke) wf.log.warn('stop threshold passed; treating the actor as stopped', { generation: m.generation });
+    if (!m.observed.stopped) await this.dropOnOldRunner(m.observed.runnerLost ? 'lost' : 'stale');
 
     const then = m.stopThen ?? 'sleep';
     m.stopThen = null;
@@ -329,6 +337,12 @@ class ActorLifecycle {
     this.m.deadline = null;
     this.enter('allocating');
     if (leavesRunner) await this.record();
+  }
+
+  /** The runner was declared lost: it is told to drop the actor should it come back, and the actor moves. */
+  private async moveOffLostRunner(): Promise<void> {
+    await this.dropOnOldRunner('lost');
+    return this.restart('lost');
   }
 
   private async beginStop(then: StopThen): Promise<void> {
@@ -391,6 +405,21 @@ class ActorLifecycle {
 
   private stopCommand(reason: StopReason): RunnerCommand {
     return { kind: 'stopActor', actorId: this.input.actorId, generation: this.m.generation, reason };
+  }
+
+  /**
+   * The workflow gives up on the current generation without its runner having reported it
+   * stopped (runner lost, stop threshold): that runner is told to drop it all the same, so a
+   * runner that comes back, or never went, does not keep a zombie instance with live timers.
+   * Runs of older code did not send it (DROP_ABANDONED_GENERATION).
+   */
+  private async dropOnOldRunner(reason: 'lost' | 'stale'): Promise<void> {
+    const m = this.m;
+    if (!wf.patched(DROP_ABANDONED_GENERATION)) return;
+    await this.send(
+      this.stopCommand(reason),
+      `drop abandoned generation ${m.generation} on runner ${m.runnerId} (${reason})`,
+    );
   }
 
   /** Queues one command for the current generation on its runner. */

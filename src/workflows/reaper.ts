@@ -1,7 +1,7 @@
 /**
  * The maintenance singleton `dormouse/reaper`. Each tick it declares lost the runners whose
- * ping is too old and signals their actors, sweeps hibernating requests of dead gateways, trims
- * acknowledged commands and repairs actors whose workflow never started. Liveness is decided
+ * ping is too old and signals their actors, sweeps hibernating requests of dead gateways, forgets
+ * runners lost long ago, trims old commands and repairs actors whose workflow never started. Liveness is decided
  * here, from the database clock, never by a timer per actor.
  */
 import * as wf from '@temporalio/workflow';
@@ -30,7 +30,8 @@ export async function reaperWorkflow(input: ReaperInput): Promise<void> {
     const report = await reap();
     wf.setCurrentDetails(
       `last tick: ${report.lostRunners} runners lost · ${report.signaledActors} actors signaled · ` +
-        `${report.sweptRequests} requests swept · ${report.trimmedCommands} commands trimmed · ` +
+        `${report.sweptRequests} requests swept · ${report.forgottenRunners} runners forgotten · ` +
+        `${report.trimmedCommands} commands trimmed · ` +
         `${report.restartedOrphans} orphans restarted`,
     );
     if (wf.workflowInfo().continueAsNewSuggested) {

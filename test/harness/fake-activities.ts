@@ -27,6 +27,8 @@ export interface FakeActor {
   capacity: boolean;
   /** The registry contradicts the workflow: `allocateActor` throws InvariantViolation, as the real one does then. */
   registryBroken: boolean;
+  /** The registry row was destroyed (a destroy won the row lock): `allocateActor` answers `{destroyed}`, as the real one does then. */
+  destroyed: boolean;
   /** Every attempt of every call, retries included. */
   attempts: ActivityCall['name'][];
   calls: ActivityCall[];
@@ -45,6 +47,7 @@ export class FakeActivities {
       const actor = this.record({ name: 'allocateActor', input }, input.actorId);
       if (actor.registryBroken)
         throw new InvariantViolation(`actor ${input.actorId} is ahead of generation ${input.generation}`);
+      if (actor.destroyed) return { destroyed: true };
       if (!actor.capacity)
         throw ApplicationFailure.retryable('no live runner with free capacity hosts this actor', 'NoCapacity');
       return { runnerId: runnerOf(input.generation) };
@@ -72,7 +75,7 @@ export class FakeActivities {
   actor(actorId: string): FakeActor {
     let actor = this.actors.get(actorId);
     if (!actor) {
-      actor = { snapshot: [], capacity: true, registryBroken: false, attempts: [], calls: [] };
+      actor = { snapshot: [], capacity: true, registryBroken: false, destroyed: false, attempts: [], calls: [] };
       this.actors.set(actorId, actor);
     }
     return actor;

@@ -182,6 +182,7 @@ export class ActorUnderTest {
       actorId,
       name: 'counter',
       key: `key-${actorId.slice(0, 8)}`,
+      pool: 'default',
       input: { start: 1 },
       crashPolicy: options.crashPolicy ?? 'restart',
       state: 'allocating',

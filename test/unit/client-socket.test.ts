@@ -134,8 +134,37 @@ describe('ClientSocket', () => {
 
   it("delivers the actor's messages to the client, binary ones decoded", () => {
     const { s, toClient } = socket();
-    s.deliver('hi', false);
-    s.deliver(Buffer.from('raw').toString('base64'), true);
+    s.deliver('r-1', 1, 1, 'hi', false);
+    s.deliver('r-1', 1, 2, Buffer.from('raw').toString('base64'), true);
     expect(toClient).toEqual(['hi', Buffer.from('raw')]);
+  });
+
+  it('delivers each actor seq once and in order, and acknowledges the highest once per turn (H9)', async () => {
+    const { s, sent, toClient } = socket();
+    s.activate('r-1', 1, 0);
+    expect(s.deliver('r-1', 1, 1, 'a', false)).toBe('delivered');
+    expect(s.deliver('r-1', 1, 1, 'a', false)).toBe('duplicate');
+    expect(s.deliver('r-1', 1, 3, 'c', false)).toBe('gap');
+    expect(s.deliver('r-1', 1, 2, 'b', false)).toBe('delivered');
+    expect(toClient).toEqual(['a', 'b']);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sent()).toEqual(['r-1/1:wsOutAck']);
+    // A new host learns on activation what was delivered, and the next open carries it.
+    s.hibernate();
+    s.activate('r-2', 2, 0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sent().at(-1)).toBe('r-2/2:wsOutAck');
+  });
+
+  it('takes frames from its stopping generation while hibernating, until that generation stopped', () => {
+    const { s } = socket();
+    s.activate('r-1', 4, 0);
+    s.hibernate();
+    expect(s.takesOutputFrom('r-1', 4)).toBe(true);
+    expect(s.takesOutputFrom('r-1', 3)).toBe(false);
+    s.noteActorState('stopping', 4);
+    expect(s.takesOutputFrom('r-1', 4)).toBe(true);
+    s.noteActorState('sleeping', 4);
+    expect(s.takesOutputFrom('r-1', 4)).toBe(false);
   });
 });

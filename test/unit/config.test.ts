@@ -52,6 +52,17 @@ describe('config', () => {
     expect(() => loadConfig({ DORMOUSE_RUNNER_TOKENS: 'a=1,b' })).toThrow(/DORMOUSE_RUNNER_TOKENS/);
   });
 
+  it('reads the actor names each pool may host, and refuses a malformed list', () => {
+    expect(loadConfig({}).auth.poolActors).toBeUndefined();
+    const pools = loadConfig({ DORMOUSE_POOL_ACTORS: 'a=chat|probe,b=chat' }).auth.poolActors!;
+    expect([...pools].map(([pool, names]) => [pool, [...names]])).toEqual([
+      ['a', ['chat', 'probe']],
+      ['b', ['chat']],
+    ]);
+    for (const bad of ['a', 'a=', 'a=chat=probe', 'a=chat|', 'a=no spaces'])
+      expect(() => loadConfig({ DORMOUSE_POOL_ACTORS: bad })).toThrow(/DORMOUSE_POOL_ACTORS/);
+  });
+
   it('requires tokens outside development mode', () => {
     expect(() => requireGatewayTokens(loadConfig({}))).toThrow(/DORMOUSE_ADMIN_TOKEN and DORMOUSE_RUNNER_TOKENS/);
     expect(() => requireGatewayTokens(loadConfig({ DORMOUSE_MODE: 'development' }))).not.toThrow();

@@ -167,7 +167,7 @@ describe('broken invariants in activities', () => {
   function registry(row: { name: string; generation: number; runner_id: string | null } | undefined): Db {
     const client = {
       query: async (sql: string) => ({
-        rows: sql.startsWith('SELECT name, generation') && row ? [row] : [],
+        rows: sql.startsWith('SELECT name,') && row ? [row] : [],
         rowCount: 0,
       }),
       release: () => undefined,

@@ -102,16 +102,17 @@ describe('runner protocol', () => {
 describe('tunnel frames', () => {
   const fromGateway = [
     { kind: 'httpRequest', method: 'POST', path: '/messages?x=1', headers: { a: 'b' }, body: 'aGk=' },
-    { kind: 'wsOpen', gatewayId: 'gw-1', path: '/', headers: {}, lastIndex: 0, offer: true },
+    { kind: 'wsOpen', gatewayId: 'gw-1', path: '/', headers: {}, lastIndex: 0, lastOutSeq: 3, offer: true },
     { kind: 'wsMessage', index: 1, data: 'hi', binary: false },
     { kind: 'wsClose', code: 1000, reason: 'bye' },
+    { kind: 'wsOutAck', seq: 3 },
   ];
   const fromRunner = [
     { kind: 'httpResponse', status: 200, headers: {}, body: null },
     { kind: 'notHosted', message: 'not here' },
     { kind: 'wsOpenAck', hibernatable: true },
     { kind: 'wsAck', index: 4 },
-    { kind: 'wsMessage', data: 'aGk=', binary: true },
+    { kind: 'wsMessage', seq: 1, data: 'aGk=', binary: true },
     { kind: 'wsClose', code: 4000, reason: 'as asked' },
   ];
 

@@ -3,7 +3,7 @@
  * de-duplicator, the one route to a running actor, and the hibernation registry's rows.
  */
 import { randomUUID } from 'node:crypto';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Queryable } from '../../src/db/pool.js';
 import { ActorDestroyed, ActorTimeout, NotHosted } from '../../src/errors.js';
 import { ActorRouter } from '../../src/gateway/actor-router.js';
@@ -34,7 +34,10 @@ describe('a runner speaks only for its own connections', () => {
   it('is heard about a request attached to it, for the actor the request is for', () => {
     expect(judgeRunnerFrame(runner, frame(ack), { actorId, runnerId: 'r-1' })).toBe('take');
     expect(
-      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', data: 'hi', binary: false }), { actorId, runnerId: 'r-1' }),
+      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', seq: 1, data: 'hi', binary: false }), {
+        actorId,
+        runnerId: 'r-1',
+      }),
     ).toBe('take');
     expect(judgeRunnerFrame(runner, frame(ack, 1, randomUUID()), { actorId, runnerId: 'r-1' })).toBe('drop');
   });
@@ -42,7 +45,7 @@ describe('a runner speaks only for its own connections', () => {
   it('is not heard about a request attached elsewhere, or hibernating', () => {
     expect(judgeRunnerFrame(runner, frame(ack), { actorId, runnerId: 'r-2' })).toBe('drop');
     expect(
-      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', data: 'forged', binary: false }), {
+      judgeRunnerFrame(runner, frame({ kind: 'wsMessage', seq: 1, data: 'forged', binary: false }), {
         actorId,
         runnerId: null,
       }),
@@ -65,6 +68,19 @@ describe('a runner speaks only for its own connections', () => {
     expect(judgeRunnerFrame(runner, frame(ack, 2), undefined)).toBe('drop');
   });
 
+  it('hears frames and closes, nothing else, from the stopping generation of a hibernating socket (H9)', () => {
+    const held = {
+      actorId,
+      runnerId: null,
+      takesOutputFrom: (runnerId: string, generation: number) => runnerId === 'r-1' && generation === 1,
+    };
+    const out: RunnerTunnelMessage = { kind: 'wsMessage', seq: 3, data: 'bye', binary: false };
+    expect(judgeRunnerFrame(runner, frame(out, 1), held)).toBe('take');
+    expect(judgeRunnerFrame(runner, frame(close, 1), held)).toBe('take');
+    expect(judgeRunnerFrame(runner, frame(ack, 1), held)).toBe('drop');
+    expect(judgeRunnerFrame(runner, frame(out, 3), held)).toBe('drop');
+  });
+
   it('reports what a start restored only for a start given to it', () => {
     expect(mayReportRestored(runner, actorId, 2)).toBe(true);
     expect(mayReportRestored(runner, actorId, 3)).toBe(false);
@@ -72,42 +88,84 @@ describe('a runner speaks only for its own connections', () => {
 });
 
 describe('Waker', () => {
+  const INTERVAL = 1000;
   function waker(signal: (actorId: string) => Promise<unknown> = async () => true) {
     const woken: string[] = [];
-    const w = new Waker({ signal, onWake: (id, trigger) => woken.push(`${id}:${trigger}`), log });
+    const w = new Waker({
+      signal,
+      onWake: (id, trigger) => woken.push(`${id}:${trigger}`),
+      minIntervalMs: INTERVAL,
+      log,
+    });
     return { w, woken };
   }
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
-  it('sends one wake per actor until its state changes, whoever asks', () => {
+  it('sends one wake per actor until its state changes, whoever asks', async () => {
     const { w, woken } = waker();
     w.wake('a', 'http');
     w.wake('a', 'websocket');
     w.wake('b', 'websocket');
+    await vi.advanceTimersByTimeAsync(INTERVAL);
     expect(woken).toEqual(['a:http', 'b:websocket']);
     w.onNotice('a');
     w.wake('a', 'websocket');
     w.wake('b', 'http');
+    await vi.advanceTimersByTimeAsync(0);
     expect(woken).toEqual(['a:http', 'b:websocket', 'a:websocket']);
   });
 
-  it('lets every actor be woken again once notices may have been missed', () => {
+  it('rate-limits wakes per actor: a wake within the interval is deferred to its end, not dropped', async () => {
+    const signal = vi.fn(async () => true);
+    const { w } = waker(signal);
+    w.wake('a', 'http');
+    w.onNotice('a');
+    w.wake('a', 'websocket');
+    w.onNotice('a');
+    w.wake('a', 'websocket');
+    w.wake('b', 'http');
+    expect(signal.mock.calls).toEqual([['a'], ['b']]);
+    await vi.advanceTimersByTimeAsync(INTERVAL - 1);
+    expect(signal).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(signal.mock.calls).toEqual([['a'], ['b'], ['a']]);
+  });
+
+  it('records a wake only once its signal went out', async () => {
+    let sent!: () => void;
+    const { w, woken } = waker(() => new Promise<void>((resolve) => (sent = resolve)));
+    w.wake('a', 'http');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(woken).toEqual([]);
+    sent();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(woken).toEqual(['a:http']);
+  });
+
+  it('lets every actor be woken again once notices may have been missed', async () => {
     const { w, woken } = waker();
     w.wake('a', 'http');
     w.onReconnect();
     w.wake('a', 'http');
+    await vi.advanceTimersByTimeAsync(INTERVAL);
     expect(woken).toHaveLength(2);
   });
 
-  it('lets the next wake through when a signal failed', async () => {
+  it('lets the next wake through when a signal failed, and records none', async () => {
     const signal = vi.fn(async () => {
       throw new Error('temporal down');
     });
-    const { w } = waker(signal);
+    const { w, woken } = waker(signal);
     w.wake('a', 'http');
-    await vi.waitFor(() => expect(signal).toHaveBeenCalledTimes(1));
-    await new Promise((r) => setImmediate(r));
+    await vi.advanceTimersByTimeAsync(INTERVAL);
     w.wake('a', 'http');
     expect(signal).toHaveBeenCalledTimes(2);
+    expect(woken).toEqual([]);
   });
 });
 
@@ -135,7 +193,7 @@ describe('ActorRouter', () => {
     } as unknown as ActorWatch;
     return { watch, waits };
   }
-  const waker = new Waker({ signal: async () => true, onWake: () => undefined, log });
+  const waker = new Waker({ signal: async () => true, onWake: () => undefined, minIntervalMs: 0, log });
 
   it('sends to the running generation, and on NotHosted waits for a newer one', async () => {
     const { watch, waits } = watchOf([running(1), running(2)]);

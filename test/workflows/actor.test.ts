@@ -58,6 +58,11 @@ const sleep: Step = { name: 'sleep', run: (a) => a.sleep() };
 const reschedule: Step = { name: 'reschedule', run: (a) => a.reschedule() };
 const destroy: Step = { name: 'destroy', run: (a) => a.destroy() };
 const capacity: Step = { name: 'capacity appears', run: (a) => a.giveCapacity() };
+/** A destroy won the row lock: the allocation finds the actor destroyed (db/actors.ts allocateActor). */
+const destroyedInRegistry: Step = {
+  name: 'registry row destroyed',
+  run: async (a) => void (a.fake.destroyed = true),
+};
 
 function event(name: string, e: ActorEvent): Step {
   return { name: `event ${name}`, run: (a) => a.events(e) };
@@ -160,7 +165,7 @@ const CASES: Case[] = [
     given: 'starting',
     when: [runnerLost(runnerOf(1))],
     then: { state: 'starting', ...onRunner2 },
-    calls: restartedFromRunner('lost'),
+    calls: ['stopActor g1 lost @runner-1', ...restartedFromRunner('lost')],
   },
   { given: 'starting', when: [runnerLost('runner-9')], then: { state: 'starting', ...onRunner1 }, calls: [] },
   { given: 'starting', when: [wake], then: { state: 'starting', ...onRunner1 }, calls: [] },
@@ -213,7 +218,7 @@ const CASES: Case[] = [
     given: 'running',
     when: [runnerLost(runnerOf(1))],
     then: { state: 'starting', ...onRunner2 },
-    calls: restartedFromRunner('lost'),
+    calls: ['stopActor g1 lost @runner-1', ...restartedFromRunner('lost')],
   },
   { given: 'running', when: [runnerLost('runner-9')], then: { state: 'running', ...onRunner1 }, calls: [] },
   { given: 'running', when: [wake], then: { state: 'running', ...onRunner1 }, calls: [] },
@@ -274,14 +279,15 @@ const CASES: Case[] = [
     given: 'stopping to sleep',
     when: [elapse(5 * MINUTE, '5 min (stop threshold)')],
     then: { state: 'sleeping', ...g1, ...offRunner },
-    calls: ['recordActorState sleeping g1'],
+    calls: ['stopActor g1 stale @runner-1', 'recordActorState sleeping g1'],
   },
   {
     given: 'stopping to sleep',
     when: [runnerLost(runnerOf(1))],
     then: { state: 'sleeping', ...g1, ...offRunner },
-    calls: ['recordActorState sleeping g1'],
+    calls: ['stopActor g1 lost @runner-1', 'recordActorState sleeping g1'],
   },
+  { given: 'stopping to sleep', when: [runnerLost('runner-9')], then: { state: 'stopping', ...onRunner1 }, calls: [] },
   { given: 'stopping to sleep', when: [destroy], then: { state: 'stopping', ...onRunner1 }, calls: [] },
   {
     given: 'stopping to sleep',
@@ -299,7 +305,13 @@ const CASES: Case[] = [
     given: 'stopping to reschedule',
     when: [elapse(5 * MINUTE, '5 min (stop threshold)')],
     then: { state: 'starting', ...onRunner2 },
-    calls: restartedFromRunner('reschedule'),
+    calls: ['stopActor g1 stale @runner-1', ...restartedFromRunner('reschedule')],
+  },
+  {
+    given: 'stopping to reschedule',
+    when: [runnerLost(runnerOf(1))],
+    then: { state: 'starting', ...onRunner2 },
+    calls: ['stopActor g1 lost @runner-1', ...restartedFromRunner('reschedule')],
   },
   {
     given: 'stopping to destroy',
@@ -311,7 +323,13 @@ const CASES: Case[] = [
     given: 'stopping to destroy',
     when: [elapse(5 * MINUTE, '5 min (stop threshold)')],
     then: { state: 'destroyed', ...g1 },
-    calls: ['destroyActor'],
+    calls: ['stopActor g1 stale @runner-1', 'destroyActor'],
+  },
+  {
+    given: 'stopping to destroy',
+    when: [runnerLost(runnerOf(1))],
+    then: { state: 'destroyed', ...g1 },
+    calls: ['stopActor g1 lost @runner-1', 'destroyActor'],
   },
 
   // sleeping: waits for a wake, an alarm or a destroy
@@ -319,6 +337,12 @@ const CASES: Case[] = [
   { given: 'sleeping', when: [elapse(24 * HOUR, '24 h')], then: { state: 'sleeping', ...g1, ...offRunner }, calls: [] },
   { given: 'sleeping', when: [sleep, reschedule], then: { state: 'sleeping', ...g1, ...offRunner }, calls: [] },
   { given: 'sleeping', when: [destroy], then: { state: 'destroyed', ...g1, ...offRunner }, calls: ['destroyActor'] },
+  {
+    given: 'sleeping',
+    when: [destroyedInRegistry, wake],
+    then: { state: 'destroyed', ...g1, ...offRunner },
+    calls: ['allocateActor g2', 'destroyActor'],
+  },
   {
     given: 'sleeping with an alarm in 1 h',
     when: [elapse(59 * MINUTE, '59 min')],
