@@ -69,6 +69,12 @@ export interface LocalStackOptions {
   output?: (name: string) => (line: string) => void;
   /** Aborting stops start-up at its next step; whatever had started is stopped again. */
   signal?: AbortSignal;
+  /**
+   * Keep the state of the servers this stack runs on disk (Temporal in a SQLite file, Postgres in
+   * its data directory) also when ephemeral, so that `restartServer` can restart them with their
+   * state, as the chaos run does (bench/chaos.ts). Deleted on stop with the rest when ephemeral.
+   */
+  restartableServers?: boolean;
 }
 
 export interface ExtraProcessOptions {
@@ -103,6 +109,11 @@ export interface LocalStack {
   /** Starts another process wired to this stack; stop() stops it before everything else. */
   startProcess(options: ExtraProcessOptions): Promise<NodeProcess>;
   /**
+   * Stops a server this stack runs and starts it again on the same port with its state on disk;
+   * resolves once it serves. Needs `restartableServers`; rejects for a server that was given.
+   */
+  restartServer(server: 'temporal' | 'postgres'): Promise<void>;
+  /**
    * Stops everything, newest first, each step bounded; idempotent. Rejects (after trying every
    * step, each failure logged) if something could not be stopped.
    */
@@ -133,6 +144,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
         running.extra.push(proc);
         return proc;
       },
+      restartServer: (server) => restartServer(running, server),
       stop,
     };
   } catch (err) {
@@ -176,7 +188,16 @@ interface Running {
   extra: NodeProcess[];
   temporal?: Teardown;
   postgres?: Teardown;
+  /** Set for the servers this stack runs itself with their state on disk. */
+  restart?: Partial<Record<'temporal' | 'postgres', () => Promise<void>>>;
   scratch: string | undefined;
+}
+
+async function restartServer(running: Running, server: 'temporal' | 'postgres'): Promise<void> {
+  const restart = running.restart?.[server];
+  if (!restart) throw new Error(`${server} cannot be restarted: the stack does not run it with restartableServers`);
+  if (running.stopping) throw new Error(`${server} cannot be restarted: the stack is stopping`);
+  await restart();
 }
 
 interface Services {
@@ -218,8 +239,20 @@ async function startPostgres(
   }
   const port = await choosePort(options, WELL_KNOWN_PORTS.postgres, 'embedded Postgres');
   const dataDir = join(dirs.stateDir, 'postgres');
-  const server = await startEmbeddedPostgres({ dataDir, port, persistent: dirs.scratch === undefined });
+  // A restartable ephemeral cluster keeps its data across restarts; the scratch removal deletes it.
+  const persistent = dirs.scratch === undefined || options.restartableServers === true;
+  let server = await startEmbeddedPostgres({ dataDir, port, persistent });
   running.postgres = { what: 'stopping Postgres', run: () => server.stop() };
+  if (options.restartableServers) {
+    running.restart = {
+      ...running.restart,
+      postgres: async () => {
+        await server.stop();
+        server = await startEmbeddedPostgres({ dataDir, port, persistent });
+        options.log.info(`embedded Postgres restarted on port ${port}`);
+      },
+    };
+  }
   options.log.info(`embedded Postgres on port ${port} (data in ${server.dataDir}, log in ${server.logFile})`);
   return server.url;
 }
@@ -249,17 +282,22 @@ async function startTemporal(
   const uiPort = options.temporalUi ? await choosePort(options, WELL_KNOWN_PORTS.temporalUi, 'the Temporal UI') : null;
   const logFile = createWriteStream(join(dirs.logDir, 'temporal.log'), { flags: 'a' });
   const print = options.output?.('temporal');
-  const server = await startTemporalDevServer({
-    cliPath,
-    port,
-    uiPort,
-    // An ephemeral stack's server keeps its state in memory: nothing to delete afterwards.
-    ...(dirs.scratch === undefined ? { dbFile: join(dirs.stateDir, 'temporal.db') } : {}),
-    log: (line) => {
-      logFile.write(`${line}\n`);
-      print?.(line);
-    },
-  }).catch(async (err: unknown) => {
+  const startServer = (): ReturnType<typeof startTemporalDevServer> =>
+    startTemporalDevServer({
+      cliPath,
+      port,
+      uiPort,
+      // An ephemeral stack's server keeps its state in memory (nothing to delete afterwards),
+      // unless it must survive restarts.
+      ...(dirs.scratch === undefined || options.restartableServers
+        ? { dbFile: join(dirs.stateDir, 'temporal.db') }
+        : {}),
+      log: (line) => {
+        logFile.write(`${line}\n`);
+        print?.(line);
+      },
+    });
+  let server = await startServer().catch(async (err: unknown) => {
     await closeStream(logFile);
     throw err;
   });
@@ -270,6 +308,16 @@ async function startTemporal(
       await closeStream(logFile);
     },
   };
+  if (options.restartableServers) {
+    running.restart = {
+      ...running.restart,
+      temporal: async () => {
+        await server.stop();
+        server = await startServer();
+        log.info(`Temporal dev server restarted on ${server.address}`);
+      },
+    };
+  }
   await ensureNamespace(cliPath, server.address, config.temporal.namespace);
   log.info(`Temporal dev server on ${server.address} (${cliPath})`);
   return { temporalAddress: server.address, temporalUiUrl: server.uiUrl, namespace: config.temporal.namespace };

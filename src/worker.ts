@@ -26,7 +26,7 @@ export interface RunningWorker {
 export async function startWorker(config: Config, log: Logger, faults?: Faults): Promise<RunningWorker> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is not set: the worker needs Postgres');
   await migrate(config.databaseUrl, log);
-  const db = createPool(config.databaseUrl, { applicationName: 'dormouse-worker' });
+  const db = createPool(config.databaseUrl, { applicationName: 'dormouse-worker', log });
   const clientConnection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
   const connection = await NativeConnection.connect({ address: config.temporal.address });

@@ -34,7 +34,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   await migrate(config.databaseUrl, log);
   const gatewayId = config.gateway.id ?? `gw-${hostname()}-${randomUUID().slice(0, 8)}`;
   log = log.child({ gatewayId });
-  const db = createPool(config.databaseUrl, { max: 20, applicationName: 'dormouse-gateway' });
+  const db = createPool(config.databaseUrl, { max: 20, applicationName: 'dormouse-gateway', log });
   const client = await connectClient(config);
 
   const pings = new RunnerPings(db, gatewayId, config.timing.runnerPingMs, log);

@@ -1,7 +1,9 @@
 /**
  * The gateway's LISTEN connection. One dedicated client; if it drops, it reconnects with
  * backoff and calls `onReconnect`, because notifications sent meanwhile are lost and the
- * listeners must re-read what they care about.
+ * listeners must re-read what they care about. It calls it after every failed attempt too: while
+ * the connection is down, those re-reads are the only way commands reach runners and state
+ * changes reach sockets (polling at the backoff's pace, at most every 5 s).
  */
 import pg from 'pg';
 import type { Logger } from '../log.js';
@@ -56,7 +58,10 @@ export class NotificationListener {
     await failed.end().catch(() => undefined);
     const client = await retryWithBackoff(() => this.connect(), {
       stopped: () => this.closed,
-      onError: (err, retryInMs) => this.log.warn({ err, retryInMs }, 'LISTEN reconnect failed'),
+      onError: (err, retryInMs) => {
+        this.log.warn({ err, retryInMs }, 'LISTEN reconnect failed');
+        if (!this.closed) this.onReconnect();
+      },
     });
     if (!client) return;
     this.client = client;

@@ -171,6 +171,8 @@ describe('broken invariants in activities', () => {
         rowCount: 0,
       }),
       release: () => undefined,
+      on: () => undefined,
+      removeListener: () => undefined,
     };
     return { connect: async () => client } as unknown as Db;
   }
