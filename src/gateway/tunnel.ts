@@ -172,7 +172,7 @@ export class Tunnel implements TunnelSink {
 
   /** An actor's state changed (NOTIFY): wakes may go again, waiters read again, sockets follow. */
   onActorState(notice: ActorStateNotice): void {
-    this.waker.onNotice(notice.actorId);
+    this.waker.onNotice(notice.actorId, notice.state);
     this.watch.onNotice(notice);
     this.sockets.onActorState(notice);
   }

@@ -1,13 +1,16 @@
 /**
- * The one wake de-duplicator: at most one wake signal per actor between two of its state
- * notices. A burst of requests, opens and hibernating sockets' messages for a sleeping actor
- * sends one signal; the next state change (the actor falling asleep anew, or a wake that raced it
- * stopping and was dropped) lets the next one through.
+ * The one wake de-duplicator: at most one wake signal per actor per sleep observed. A burst of
+ * requests, opens and hibernating sockets' messages for a sleeping actor sends one signal; only
+ * a notice that the actor is going to sleep or asleep (`stopping`, `sleeping`: a wake sent before
+ * it may have raced the stop and been dropped) lets the next one through. The notices of the
+ * start that the wake caused (`allocating`, `starting`, `running`) do not: a wake then would be
+ * a wasted signal in the actor's history.
  *
  * Each wake is an event in the actor's history, so wakes are also rate-limited per actor: within
  * `minIntervalMs` of one, the next is deferred to the end of that interval, never dropped.
  */
 import type { Logger } from '../log.js';
+import type { ActorState } from '../workflows/actor-api.js';
 import type { WakeTrigger } from './metrics.js';
 
 export interface WakerDeps {
@@ -47,9 +50,9 @@ export class Waker {
     this.send(actorId, trigger);
   }
 
-  /** The actor's state changed: whatever it needs next, a wake may go out again. */
-  onNotice(actorId: string): void {
-    this.sent.delete(actorId);
+  /** The actor's state changed: once it is going to sleep or asleep, a wake may go out again. */
+  onNotice(actorId: string, state: ActorState): void {
+    if (state === 'stopping' || state === 'sleeping') this.sent.delete(actorId);
   }
 
   /** Notices may have been missed while the LISTEN connection was down. */

@@ -113,7 +113,7 @@ describe('Waker', () => {
     w.wake('b', 'websocket');
     await vi.advanceTimersByTimeAsync(INTERVAL);
     expect(woken).toEqual(['a:http', 'b:websocket']);
-    w.onNotice('a');
+    w.onNotice('a', 'sleeping');
     w.wake('a', 'websocket');
     w.wake('b', 'http');
     await vi.advanceTimersByTimeAsync(0);
@@ -124,9 +124,9 @@ describe('Waker', () => {
     const signal = vi.fn(async () => true);
     const { w } = waker(signal);
     w.wake('a', 'http');
-    w.onNotice('a');
+    w.onNotice('a', 'sleeping');
     w.wake('a', 'websocket');
-    w.onNotice('a');
+    w.onNotice('a', 'sleeping');
     w.wake('a', 'websocket');
     w.wake('b', 'http');
     expect(signal.mock.calls).toEqual([['a'], ['b']]);
@@ -134,6 +134,21 @@ describe('Waker', () => {
     expect(signal).toHaveBeenCalledTimes(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(signal.mock.calls).toEqual([['a'], ['b'], ['a']]);
+  });
+
+  it('does not wake again on the notices of the start a wake caused', async () => {
+    const { w, woken } = waker();
+    w.wake('a', 'websocket');
+    for (const state of ['allocating', 'starting', 'running'] as const) {
+      w.onNotice('a', state);
+      w.wake('a', 'websocket');
+    }
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(woken).toEqual(['a:websocket']);
+    w.onNotice('a', 'stopping');
+    w.wake('a', 'websocket');
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(woken).toEqual(['a:websocket', 'a:websocket']);
   });
 
   it('records a wake only once its signal went out', async () => {
