@@ -25,6 +25,7 @@ import { loadConfig } from '../src/config.js';
 import { errorMessage } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { wsText } from '../src/util/ws-data.js';
+import { runIfEntryScript } from '../src/process-entry.js';
 
 const FAULT_KINDS = [
   'runner_kill',
@@ -200,7 +201,8 @@ interface Counters {
   settle_timeouts: number;
 }
 
-const FAILING: readonly (keyof Counters)[] = [
+/** The counters that fail a run when not 0 (the chaos test checks the same ones). */
+export const FAILING: readonly (keyof Counters)[] = [
   'lost_inbound',
   'duplicated_inbound',
   'lost_outbound',
@@ -676,6 +678,6 @@ async function main(argv: string[]): Promise<number> {
   return failed || FAILING.some((key) => result[key] !== 0) ? EXIT_FAILED : 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
-// Lingering handles (a stubborn connection) must not keep a finished run alive.
-process.exit();
+// Exits when done: lingering handles (a stubborn connection) must not keep a finished run alive.
+// Only as the entry script: the chaos test imports FAILING from here.
+runIfEntryScript(import.meta.url, () => main(process.argv.slice(2)));
