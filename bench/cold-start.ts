@@ -32,7 +32,7 @@ export const coldStart: Benchmark<ColdStartFlags> = {
   name: 'cold-start',
   description: "POST /actors to the actor's first HTTP reply, vs a workflow of three no-op activities",
   declareFlags(command: Command) {
-    declareSampleFlags(command, { n: 100, warmup: 5 });
+    declareSampleFlags(command, { n: 200, warmup: 5 });
     declareStackFlags(command, { workers: 1, runners: 1 });
   },
   run(flags, context) {

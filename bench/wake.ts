@@ -1,7 +1,8 @@
 /**
  * `wake`: a message from a client whose socket hibernates, to a sleeping `chat` room, until the
  * room's broadcast of it reaches the client: wake, start (with the socket restored), process,
- * persist, broadcast. Against the cold start of a new actor, measured in the same run.
+ * persist, broadcast. Against the baseline workflow of bench/baseline.ts (three no-op
+ * activities: the shape of a start with none of its work), as cold-start is (issue 10).
  *
  * Each iteration first puts the room to sleep (untimed), then times one message.
  */
@@ -19,7 +20,7 @@ import {
   type SampleFlags,
   type StackFlags,
 } from './benchmark.js';
-import { createAndReach } from './cold-start.js';
+import { BASELINE_NAME, startBaseline } from './baseline.js';
 import { wsText } from '../src/util/ws-data.js';
 
 type WakeFlags = SampleFlags & StackFlags;
@@ -28,25 +29,28 @@ const STEP_TIMEOUT_MS = 60_000;
 
 export const wake: Benchmark<WakeFlags> = {
   name: 'wake',
-  description: 'a message to a sleeping actor until its broadcast reaches the client, vs a cold start',
+  description:
+    'a message to a sleeping actor until its broadcast reaches the client, vs a workflow of three no-op activities',
   declareFlags(command: Command) {
-    declareSampleFlags(command, { n: 100, warmup: 5 });
+    declareSampleFlags(command, { n: 200, warmup: 5 });
     declareStackFlags(command, { workers: 1, runners: 1 });
   },
   run(flags, context) {
     return withBenchStack(flags, context, async (stack) => {
       const runId = randomBytes(4).toString('hex');
+      const baseline = await startBaseline(stack);
       const room = await Room.open(stack.gatewayUrl, `wake-${runId}`);
       try {
         const samples = await measureInterleaved(
           (i) => room.timeWake(`message ${i}`),
-          (i, signal) => createAndReach(stack.gatewayUrl, `wake-baseline-${runId}-${i}`, signal),
+          () => baseline.run(),
           flags,
           context,
         );
-        return [figureOf('wake', 'cold-start', samples)];
+        return [figureOf('wake', BASELINE_NAME, samples)];
       } finally {
         room.close();
+        await baseline.close();
       }
     });
   },

@@ -19,6 +19,20 @@ const CLI_TIMEOUT_MS = 15_000;
 const TAIL_LINES = 30;
 const NAMESPACE_VISIBLE_TIMEOUT_MS = 30_000;
 
+/**
+ * DESIGN §2.2. The history service reads each task queue of a shard at most `…MaxPollRPS` times
+ * a second (default 20), and the dev server has one shard: every workflow task and activity
+ * waited up to 50 ms for a read, and the whole server ran ~20 workflow tasks a second. Every
+ * server the project starts (dev stack, tests, benchmarks) gets these limits, and the compose
+ * fleet the same (docker/temporal/dynamicconfig.yaml, checked by test/docker-compose.test.ts).
+ * Values measured in docs/performance.md.
+ */
+export const QUEUE_POLL_LIMITS: Readonly<Record<string, number>> = {
+  'history.transferProcessorMaxPollRPS': 1000,
+  'history.timerProcessorMaxPollRPS': 1000,
+  'history.visibilityProcessorMaxPollRPS': 1000,
+};
+
 export interface StartTemporalDevServerOptions {
   cliPath: string;
   /** Frontend gRPC port; a free one if omitted. */
@@ -29,7 +43,7 @@ export interface StartTemporalDevServerOptions {
   dbFile?: string;
   /** Receives the server's own output lines. */
   log?: (line: string) => void;
-  /** Server dynamic config, e.g. `limit.historyCount.suggestContinueAsNew` → 150. */
+  /** Server dynamic config, e.g. `limit.historyCount.suggestContinueAsNew` → 150; on top of QUEUE_POLL_LIMITS. */
   dynamicConfig?: Record<string, string | number>;
 }
 
@@ -50,7 +64,7 @@ export async function startTemporalDevServer(options: StartTemporalDevServerOpti
   const args = ['server', 'start-dev', '--ip', HOST, '--port', String(port), '--log-level', 'error'];
   args.push(...(uiPort === null ? ['--headless'] : ['--ui-port', String(uiPort)]));
   if (dbFile) args.push('--db-filename', dbFile);
-  for (const [key, value] of Object.entries(options.dynamicConfig ?? {}))
+  for (const [key, value] of Object.entries({ ...QUEUE_POLL_LIMITS, ...options.dynamicConfig }))
     args.push('--dynamic-config-value', `${key}=${value}`);
 
   // Its own process group, so stop() reaches everything it runs and a terminal's Ctrl-C reaches

@@ -120,6 +120,12 @@ describe('dormouse actors', () => {
       generation: 0,
     });
     const { actorId } = created.actor;
+    expect(created.actor.pool).toBe('default');
+
+    // Placed in another pool (no runner of it here, so it waits for one).
+    const pooled = await dormouseJson<{ actor: ActorView }>(['actors', 'create', 'chat', '--pool', 'gpu']);
+    expect(pooled.actor).toMatchObject({ name: 'chat', pool: 'gpu' });
+    await dormouseJson(['actors', 'destroy', pooled.actor.actorId]);
 
     const got = await dormouseJson<{ actor: ActorView }>(['actors', 'get', actorId]);
     expect(got.actor).toMatchObject({ actorId, name: 'chat', key: 'cli-json' });

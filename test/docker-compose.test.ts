@@ -18,6 +18,7 @@ import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_ENV_KEYS, loadConfig, requireGatewayTokens, type Config } from '../src/config.js';
+import { QUEUE_POLL_LIMITS } from '../dev/temporal-server.js';
 import { ACTOR_SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -411,6 +412,12 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     expect(worker.environment?.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS, 'set explicitly').toBeDefined();
     expect(durationMs(worker.stop_grace_period!)).toBeGreaterThan(configs.worker.worker.shutdownGraceMs);
     expect(configs.worker.worker.metricsAddress).toBe('0.0.0.0:9464');
+  });
+
+  it('gives Temporal the queue poll limits of every dev server, and a history shard count sized for growth', () => {
+    const dynamic = parseYaml(read('docker/temporal/dynamicconfig.yaml')) as Record<string, { value: unknown }[]>;
+    for (const [key, value] of Object.entries(QUEUE_POLL_LIMITS)) expect(dynamic[key]?.[0]?.value, key).toBe(value);
+    expect(Number(raw.services.temporal!.environment?.NUM_HISTORY_SHARDS)).toBeGreaterThanOrEqual(16);
   });
 
   it('registers exactly the search attributes of src/workflows/search-attributes.ts', () => {

@@ -30,7 +30,9 @@ describe('an actor', () => {
 
     const state = await actorRequest<ChatState>(stack.gatewayUrl, actor.actorId, '/state');
     expect(state).toEqual({ status: 200, body: { seq: 0, connections: 0, generation: 1 } });
-    const running = await getActor(api, actor.actorId);
+    // The first reply may come before the registry records running: the gateway believed the
+    // runner's own report of its start (src/gateway/actor-watch.ts). The registry follows.
+    const running = await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'recorded running');
     expect(running).toMatchObject({ state: 'running', generation: 1 });
     expect(running.runnerId).toMatch(/^[0-9a-f-]{36}$/);
 

@@ -10,16 +10,14 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import type { Faults } from '../src/activities/index.js';
-import { loadConfig } from '../src/config.js';
 import type { NodeProcess } from '../dev/processes.js';
-import { createLogger } from '../src/log.js';
 import type { HibernatingRequestRef } from '../src/protocol/runner-protocol.js';
-import { installSdkRuntime, startWorker, type RunningWorker } from '../src/worker.js';
+import type { RunningWorker } from '../src/worker.js';
 import { actorRequest, appliedCommands, createActor, waitForActor, type Api } from './harness/actors.js';
 import { activityCalls, actorHistories, recordHistories, recordedStarts } from './harness/history.js';
 import { actorsApi } from './harness/http.js';
+import { startInProcessWorker } from './harness/in-process-worker.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 
 let stack: TestStack;
@@ -51,17 +49,7 @@ const env = {
 beforeAll(async () => {
   stack = await createTestStack({ workers: 0, runners: [], env });
   api = actorsApi(stack.gatewayUrl);
-  const config = loadConfig({
-    ...env,
-    DORMOUSE_LOG_LEVEL: 'warn',
-    DATABASE_URL: stack.databaseUrl,
-    TEMPORAL_ADDRESS: inject('temporalAddress'),
-    TEMPORAL_NAMESPACE: stack.namespace,
-    DORMOUSE_WORKFLOW_BUNDLE: inject('workflowBundlePath'),
-  });
-  const log = createLogger('worker', 'warn');
-  installSdkRuntime(log);
-  worker = await startWorker(config, log, faults);
+  worker = await startInProcessWorker(stack, faults, env);
   // A live gateway (beyond the stack's own) holding hibernating requests, and a dead one.
   await stack.db.query("INSERT INTO gateways (gateway_id, address) VALUES ('gw-live', 'test')");
   await stack.db.query(

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../config.js';
 import type { Db } from '../db/pool.js';
 import type { Logger } from '../log.js';
+import type { StateChange } from '../db/actors.js';
 import type { InsertAndSendInput } from './start.js';
 
 /**
@@ -11,6 +12,7 @@ import type { InsertAndSendInput } from './start.js';
  */
 export interface Faults {
   beforeInsertAndSendCommands?: (call: { attempt: number; input: InsertAndSendInput }) => Promise<void>;
+  beforeRecordActorState?: (change: StateChange) => Promise<void>;
 }
 
 export interface ActivityDeps {

@@ -2,9 +2,10 @@
 import { recordActorState as recordInDb, destroyActor as destroyInDb, type StateChange } from '../db/actors.js';
 import type { ActivityDeps } from './deps.js';
 
-export function stateActivities({ db, log }: ActivityDeps) {
+export function stateActivities({ db, log, faults }: ActivityDeps) {
   return {
     async recordActorState(change: StateChange): Promise<void> {
+      await faults?.beforeRecordActorState?.(change);
       await recordInDb(db, change);
       log.info({ actorId: change.actorId, generation: change.generation, state: change.state }, 'actor state recorded');
     },

@@ -16,6 +16,7 @@ interface ApiOptions extends GatewayOptions {
 interface CreateOptions extends ApiOptions {
   key?: string;
   input?: unknown;
+  pool?: string;
   crashPolicy?: CrashPolicy;
 }
 
@@ -58,9 +59,11 @@ export function registerActorCommands(program: Command): void {
   apiCommand(actors, 'create <name>', 'create an actor of a type its runners host')
     .option('--key <key>', 'its key: at most one live actor has a given name and key')
     .option('--input <json>', 'its input, as JSON', parseJsonArgument)
+    .option('--pool <pool>', "the runner pool it is placed on (default: the gateway's default pool)")
     .addOption(new Option('--crash-policy <policy>', 'what a crash does (default: restart)').choices(CRASH_POLICIES))
     .action(async (name: string, options: CreateOptions) => {
-      const body = { name, key: options.key, input: options.input, crashPolicy: options.crashPolicy };
+      const { key, input, pool, crashPolicy } = options;
+      const body = { name, key, input, pool, crashPolicy };
       const document = await api(options).request<ActorDocument>('POST', '/actors', body);
       print(options, document, () => actorTable([document.actor]));
     });

@@ -2,6 +2,12 @@
  * Waiting for an actor to be running, driven by the registry's state notifications (never by
  * polling): subscribe, read the row, and read again on every notice for that actor, until it
  * runs or the deadline passes. A sleeping actor is woken on the way.
+ *
+ * A start that a runner connected here reports running is as good as the registry saying so:
+ * the registry row names that runner and generation (state `starting`), and the runner speaks
+ * for its own start. Waiting for the registry would add the workflow's round to record it (a
+ * signal, a workflow task, an activity, a NOTIFY). Should the generation be gone by the time a
+ * request reaches it, its runner answers NotHosted and the router waits for the next one.
  */
 import { getActor, type Actor } from '../db/actors.js';
 import type { ActorStateNotice } from '../db/channels.js';
@@ -23,8 +29,13 @@ export interface WaitOptions {
   staleGeneration?: number;
 }
 
+/** Bound on remembered running reports (each is dropped by the next notice for its actor). */
+const MAX_REPORTS = 10_000;
+
 export class ActorWatch {
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Per actor, the latest start a runner connected here reported running, until the registry moves on. */
+  private readonly reported = new Map<string, { generation: number; runnerId: string }>();
 
   constructor(private readonly db: Queryable) {}
 
@@ -36,12 +47,34 @@ export class ActorWatch {
   }
 
   onNotice(notice: ActorStateNotice): void {
-    for (const waiter of this.waiters.get(notice.actorId) ?? []) waiter();
+    const report = this.reported.get(notice.actorId);
+    if (report && (notice.state !== 'starting' || notice.generation !== report.generation))
+      this.reported.delete(notice.actorId);
+    this.wakeWaiters(notice.actorId);
   }
 
-  /** Notices may have been missed: every waiter reads again. */
+  /** A runner connected here reports running the start it was given (runner-connection.ts). */
+  onReportedRunning(actorId: string, generation: number, runnerId: string): void {
+    this.reported.delete(actorId); // re-inserted last: the oldest reports go first
+    this.reported.set(actorId, { generation, runnerId });
+    if (this.reported.size > MAX_REPORTS) this.reported.delete(this.reported.keys().next().value!);
+    this.wakeWaiters(actorId);
+  }
+
+  /** Notices may have been missed: every waiter reads again, and only the registry is believed. */
   onReconnect(): void {
+    this.reported.clear();
     for (const set of this.waiters.values()) for (const waiter of set) waiter();
+  }
+
+  private wakeWaiters(actorId: string): void {
+    for (const waiter of this.waiters.get(actorId) ?? []) waiter();
+  }
+
+  /** The registry shows the actor starting on the runner that has reported it running. */
+  private reportedRunning(actor: Actor): boolean {
+    const report = this.reported.get(actor.actorId);
+    return actor.state === 'starting' && report?.generation === actor.generation && report.runnerId === actor.runnerId;
   }
 
   /** Throws ActorNotFound, ActorDestroyed, or ActorUnavailable at the deadline. */
@@ -63,7 +96,8 @@ export class ActorWatch {
         if (!actor) throw new ActorNotFound(actorId);
         if (actor.state === 'destroyed') throw new ActorDestroyed(actorId);
         const stale = options.staleGeneration !== undefined && actor.generation <= options.staleGeneration;
-        if (actor.state === 'running' && actor.runnerId && !stale) return { ...actor, runnerId: actor.runnerId };
+        const running = actor.state === 'running' || this.reportedRunning(actor);
+        if (running && actor.runnerId && !stale) return { ...actor, runnerId: actor.runnerId };
         if (actor.state === 'sleeping' || actor.state === 'stopping' || stale) options.wake();
         if (notices !== seen) continue; // something changed while reading: read again
         const remaining = options.deadline - Date.now();

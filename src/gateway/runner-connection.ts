@@ -35,6 +35,8 @@ export interface TunnelSink {
   restored(runner: RunnerConnection, report: Extract<RunnerToGateway, { type: 'wsRestored' }>): void;
   runnerConnected(runnerId: string): void;
   runnerDisconnected(runner: RunnerConnection): void;
+  /** The start this connection delivered reports running: requests may go to it now. */
+  reportedRunning(runner: RunnerConnection, actorId: string, generation: number): void;
 }
 
 export interface RunnerConnectionDeps {
@@ -175,7 +177,11 @@ export class RunnerConnection implements SpeakingRunner {
 
   private takeEvents(events: EventEnvelope[]): void {
     const byActor = new Map<string, EventEnvelope[]>();
-    for (const e of events) byActor.set(e.actorId, [...(byActor.get(e.actorId) ?? []), e]);
+    for (const e of events) {
+      byActor.set(e.actorId, [...(byActor.get(e.actorId) ?? []), e]);
+      if (e.event.kind === 'running' && this.startedHere(e.actorId, e.generation))
+        this.deps.tunnel.reportedRunning(this, e.actorId, e.generation);
+    }
     for (const [actorId, batch] of byActor)
       void this.eventQueues.run(actorId, () => this.forwardEvents(actorId, batch));
   }

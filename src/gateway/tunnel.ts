@@ -168,6 +168,10 @@ export class Tunnel implements TunnelSink {
     this.exchanges.runnerGone(runner);
   }
 
+  reportedRunning(runner: RunnerConnection, actorId: string, generation: number): void {
+    this.watch.onReportedRunning(actorId, generation, runner.runnerId);
+  }
+
   // --- The control plane --------------------------------------------------------------------
 
   /** An actor's state changed (NOTIFY): wakes may go again, waiters read again, sockets follow. */

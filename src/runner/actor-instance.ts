@@ -36,7 +36,7 @@ import {
   type ConnectionRecord,
 } from './connections.js';
 import type { ActorContext, ActorKv, AnyActorDefinition } from './define-actor.js';
-import { Fenced } from '../errors.js';
+import { Fenced, NotHosted } from '../errors.js';
 
 /** Test hooks, off unless a test passes them to `createRunner`. */
 export interface RunnerFaults {
@@ -51,8 +51,8 @@ export interface RunnerFaults {
 export interface InstanceHost {
   emit(actorId: string, generation: number, event: ActorEvent): void;
   kv(actorId: string, generation: number, op: KvOp): Promise<KvEntry[]>;
-  /** A frame for the gateway (WebSocket traffic); dropped if disconnected. */
-  send(frame: RunnerToGateway): void;
+  /** A frame for the gateway (WebSocket traffic); false, and dropped, if disconnected. */
+  send(frame: RunnerToGateway): boolean;
   /** The instance ended on its own (crash, fenced); the runner forgets it. */
   ended(instance: ActorInstance): void;
   defaultSleepAfterMs: number;
@@ -126,6 +126,11 @@ export class ActorInstance {
   private releasable: OutFrame[] = [];
   /** Per connection, outbox frames up to this seq to delete with the next write. */
   private readonly trims = new Map<string, number>();
+  /**
+   * Closes the actor made while the runner was disconnected. Their records are gone, so without
+   * them the next start would find no record and close the client with 4500, not the actor's code.
+   */
+  private readonly unsentCloses = new Map<string, RunnerToGateway>();
   private trimTimer: NodeJS.Timeout | null = null;
   /** `ctx.kv` puts (base64) and deletes (null) of the running handler, committed with its write. */
   private readonly kvBuffer = new Map<string, string | null>();
@@ -458,7 +463,8 @@ export class ActorInstance {
         // request without a record, which the next start closes (L\M), never a double disconnect.
         const persistThenClose = async () => {
           await this.persist();
-          this.host.send(this.tunnel(conn.id, { kind: 'wsClose', code, reason }));
+          const frame = this.tunnel(conn.id, { kind: 'wsClose', code, reason });
+          if (!this.host.send(frame)) this.unsentCloses.set(conn.id, frame);
         };
         // Queued: inside a handler it runs after that handler's own write.
         void this.guarded(persistThenClose);
@@ -472,9 +478,17 @@ export class ActorInstance {
 
   // --- Persistence and the handler queue ------------------------------------------------------
 
-  /** Runs `fn` after everything queued before it. */
+  /**
+   * Runs `fn` after everything queued before it, unless the instance ended meanwhile. Work queued
+   * behind a write that crashed the instance must not run: its write would commit a processed
+   * index whose frames were never sent, and connection records numbered past frames that the
+   * failed write took with it (the next generation would then send a gap).
+   */
   private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.gate.then(() => this.runHandler(fn));
+    const run = this.gate.then(() => {
+      if (this.phase === 'ended') throw new NotHosted(`actor ${this.actorId} generation ${this.generation} has ended`);
+      return this.runHandler(fn);
+    });
     this.gate = run.catch(() => undefined);
     return run;
   }
@@ -621,6 +635,7 @@ export class ActorInstance {
   resendOutbound(): void {
     if (this.phase === 'ended') return;
     for (const requestId of this.outbox.keys()) this.resendOutbox(requestId);
+    for (const [requestId, close] of this.unsentCloses) if (this.host.send(close)) this.unsentCloses.delete(requestId);
   }
 
   private resendOutbox(requestId: string): void {
@@ -660,7 +675,15 @@ export class ActorInstance {
         this.trims.set(parsed.requestId, ALL_FRAMES);
         continue;
       }
-      const [data, binary] = JSON.parse(Buffer.from(entry.value, 'base64').toString()) as [string, boolean];
+      const stored = parseOutFrame(entry.value);
+      if (!stored) {
+        // Unreadable: dropped, so the actor still starts; the client meets the hole and is
+        // closed with 4409 (MessageGap) instead of every generation crashing on it.
+        this.log.error({ key: entry.key }, 'unreadable outbox frame; deleted');
+        this.deletions.add(entry.key);
+        continue;
+      }
+      const [data, binary] = stored;
       const bytes = binary ? Buffer.from(data, 'base64').length : Buffer.byteLength(data);
       const frame: OutFrame = { ...parsed, data, binary, bytes, durable: true, released: true };
       let box = this.outbox.get(conn.id);
@@ -677,8 +700,11 @@ export class ActorInstance {
   // --- Context ------------------------------------------------------------------------------
 
   private makeContext(): ActorContext {
-    const write = (put: { key: string; value: string }[], del: string[]) =>
-      this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: del }).then(() => undefined);
+    const write = async (put: { key: string; value: string }[], del: string[]): Promise<void> => {
+      // A dropped instance's timers write nothing (serially() says why).
+      if (this.phase === 'ended') throw new NotHosted(`actor ${this.actorId} generation ${this.generation} has ended`);
+      await this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: del });
+    };
     // Inside a handler, puts and deletes join the handler's write (a replayed message must not
     // repeat them); reads see them at once. Outside one they are written at once.
     const buffered = (key: string, value: string | null): Promise<void> => {
@@ -847,6 +873,17 @@ function outPrefix(requestId: string): string {
 
 function outKey(requestId: string, seq: number): string {
   return `${outPrefix(requestId)}${String(seq).padStart(16, '0')}`;
+}
+
+/** An outbox value: `[data, binary]` as persist() writes it, or null if it is not that. */
+function parseOutFrame(value: string): [string, boolean] | null {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(value, 'base64').toString());
+    const ok = Array.isArray(parsed) && typeof parsed[0] === 'string' && typeof parsed[1] === 'boolean';
+    return ok ? [parsed[0] as string, parsed[1] as boolean] : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseOutKey(key: string): { requestId: string; seq: number } | null {

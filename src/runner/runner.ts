@@ -224,7 +224,7 @@ class ActorRunner implements Runner {
     const instance = new ActorInstance(command, definition, {
       emit: (actorId, generation, event) => this.outbox.emit(actorId, generation, event),
       kv: (actorId, generation, op: KvOp) => this.kv.request(actorId, generation, op),
-      send: (frame) => void this.link.send(frame),
+      send: (frame) => this.link.send(frame),
       faults: this.options.faults,
       ended: (ended) => this.forget(ended),
       defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? RUNNER_DEFAULTS.sleepAfterMs,

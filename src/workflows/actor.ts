@@ -12,7 +12,7 @@
  * Deterministic code only: no I/O, no Node APIs; time and randomness come from the workflow.
  */
 import * as wf from '@temporalio/workflow';
-import type { ActivityOptions } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, type ActivityOptions } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../errors.js';
 import type { ActorEvent, EventEnvelope, RunnerCommand, StartReason, StopReason } from '../protocol/runner-protocol.js';
@@ -62,11 +62,27 @@ const ALLOCATE_OPTIONS: ActivityOptions = {
 
 const acts = wf.proxyActivities<Activities>(ACTIVITY_OPTIONS);
 
+/**
+ * Allocation and the snapshot read run first as local activities: in the worker, inside the
+ * workflow task, recorded as markers: a start takes two workflow tasks and one activity task
+ * instead of four and three (each regular activity is an activity task, then a workflow task
+ * to take its result, and the server's dispatch before each). DESIGN §1 holds:
+ * the snapshot is read once, recorded, and travels in the input of the send, which stays a
+ * regular activity. One local attempt only: when it fails (no capacity, Postgres away) the
+ * regular activity takes over, whose retries wait on the server and add nothing to the history.
+ */
+const local = wf.proxyLocalActivities<Activities>({
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 1 },
+});
+
 // Patches (`wf.patched`): each changes the order of the commands the workflow issues, so runs
 // recorded before it replay without it (test/histories).
 
 /** A lost runner and the stop threshold queue a stopActor to the old runner before moving on. */
 const DROP_ABANDONED_GENERATION = 'drop-abandoned-generation';
+/** allocateActor and listHibernatingRequests run as local activities first (`local`). */
+const LOCAL_START_ACTIVITIES = 'local-start-activities';
 
 function freshObservations(): ActorMemory['observed'] {
   return { running: false, stopped: null, intent: null, runnerLost: false };
@@ -105,6 +121,18 @@ export async function actorWorkflow(input: ActorWorkflowInput): Promise<void> {
     }
     await actor.step();
   }
+}
+
+/**
+ * A failure the activity's retry policy would not retry (src/errors.ts). A local activity's
+ * failure arrives as the ApplicationFailure itself, a regular one's as the cause of an ActivityFailure.
+ */
+function nonRetryable(err: unknown): boolean {
+  const failure = err instanceof ActivityFailure ? err.cause : err;
+  return (
+    failure instanceof ApplicationFailure &&
+    (failure.nonRetryable || NON_RETRYABLE_ERROR_TYPES.includes(failure.type ?? ''))
+  );
 }
 
 function continueAsNewSuggested(): boolean {
@@ -179,10 +207,12 @@ class ActorLifecycle {
     const generation = m.generation + 1;
     const reason = m.startReason;
 
+    const toAllocate = { actorId: this.input.actorId, generation };
+    const allocating = `allocate generation ${generation} (${reason})`;
     const allocation = await this.unlessDestroyed(() =>
-      acts.allocateActor.executeWithOptions(
-        { ...ALLOCATE_OPTIONS, summary: `allocate generation ${generation} (${reason})` },
-        [{ actorId: this.input.actorId, generation }],
+      this.localFirst(
+        () => local.allocateActor.executeWithOptions({ summary: allocating }, [toAllocate]),
+        () => acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: allocating }, [toAllocate]),
       ),
     );
     // A destroy that took the row lock first refuses the allocation (db/actors.ts allocateActor).
@@ -198,9 +228,11 @@ class ActorLifecycle {
     m.requested.reschedule = false;
     this.enter('starting');
 
-    const hibernatingRequests = await acts.listHibernatingRequests.executeWithOptions(
-      { ...ACTIVITY_OPTIONS, summary: `snapshot hibernating requests for generation ${generation}` },
-      [{ actorId: this.input.actorId }],
+    const toList = { actorId: this.input.actorId };
+    const listing = `snapshot hibernating requests for generation ${generation}`;
+    const hibernatingRequests = await this.localFirst(
+      () => local.listHibernatingRequests.executeWithOptions({ summary: listing }, [toList]),
+      () => acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]),
     );
     const n = hibernatingRequests.length;
     await this.send(
@@ -420,6 +452,23 @@ class ActorLifecycle {
       this.stopCommand(reason),
       `drop abandoned generation ${m.generation} on runner ${m.runnerId} (${reason})`,
     );
+  }
+
+  /**
+   * One local attempt of a start activity, then the regular activity if that attempt failed for
+   * any reason but a non-retryable one (LOCAL_START_ACTIVITIES; runs of older code ran only the
+   * regular one). A cancellation (destroy) ends both.
+   */
+  private async localFirst<T>(runLocal: () => Promise<T>, runRegular: () => Promise<T>): Promise<T> {
+    if (wf.patched(LOCAL_START_ACTIVITIES)) {
+      try {
+        return await runLocal();
+      } catch (err) {
+        if (wf.isCancellation(err) || nonRetryable(err)) throw err;
+        wf.log.info('local start activity failed; retrying it as a regular activity', { error: String(err) });
+      }
+    }
+    return runRegular();
   }
 
   /** Queues one command for the current generation on its runner. */

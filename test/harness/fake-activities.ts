@@ -31,6 +31,8 @@ export interface FakeActor {
   destroyed: boolean;
   /** Every attempt of every call, retries included. */
   attempts: ActivityCall['name'][];
+  /** The attempts that ran as local activities. */
+  localAttempts: ActivityCall['name'][];
   calls: ActivityCall[];
 }
 
@@ -75,7 +77,15 @@ export class FakeActivities {
   actor(actorId: string): FakeActor {
     let actor = this.actors.get(actorId);
     if (!actor) {
-      actor = { snapshot: [], capacity: true, registryBroken: false, destroyed: false, attempts: [], calls: [] };
+      actor = {
+        snapshot: [],
+        capacity: true,
+        registryBroken: false,
+        destroyed: false,
+        attempts: [],
+        localAttempts: [],
+        calls: [],
+      };
       this.actors.set(actorId, actor);
     }
     return actor;
@@ -83,9 +93,12 @@ export class FakeActivities {
 
   private record(call: ActivityCall, actorId: string): FakeActor {
     const actor = this.actor(actorId);
+    const { attempt, isLocal } = Context.current().info;
     actor.attempts.push(call.name);
-    // A retry is the same call; the workflow made it once.
-    if (Context.current().info.attempt === 1) actor.calls.push(call);
+    if (isLocal) actor.localAttempts.push(call.name);
+    // A retry is the same call; the workflow made it once. (A local attempt and the regular
+    // activity that takes over from it are two calls.)
+    if (attempt === 1) actor.calls.push(call);
     return actor;
   }
 }

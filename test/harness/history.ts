@@ -17,9 +17,16 @@ type History = temporal.api.history.v1.IHistory;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 export const HISTORIES_DIR = fileURLToPath(new URL('../histories/', import.meta.url));
+/**
+ * The newest patch of the actor workflow (src/workflows/actor.ts): new recordings are named after
+ * it, so each patch adds a set of histories beside those of older code. Change it with every patch.
+ */
+const RECORDED_WITH = 'local-start-activities';
 
 export interface ActivityCall {
   name: string;
+  /** A local activity: recorded as a marker, which holds its result but not its input. */
+  local: boolean;
   scheduledEventId: number;
   /** When the workflow scheduled it (ms since epoch, server clock). */
   scheduledAt: number;
@@ -56,6 +63,7 @@ export function activityCalls(histories: History[]): ActivityCall[] {
       if (scheduled) {
         const call: ActivityCall = {
           name: scheduled.activityType?.name ?? '?',
+          local: false,
           scheduledEventId: Number(event.eventId),
           scheduledAt: eventTimeMs(event),
           input: decodeFirst(scheduled.input?.payloads),
@@ -75,6 +83,8 @@ export function activityCalls(histories: History[]): ActivityCall[] {
         const call = byScheduledId.get(Number(completed.scheduledEventId));
         if (call) call.result = decodeFirst(completed.result?.payloads) ?? null;
       }
+      const localCall = localActivityCall(event);
+      if (localCall) calls.push(localCall);
     }
   }
   return calls;
@@ -102,6 +112,7 @@ export function recordedStarts(calls: ActivityCall[]): RecordedStart[] {
   let snapshots: HibernatingRequestRef[][] = [];
   for (const call of calls) {
     if (call.name === 'listHibernatingRequests') {
+      if (call.result === undefined && call.local) continue; // a failed local attempt; the regular activity reads
       if (call.result === undefined) throw new Error('a snapshot read has not completed');
       snapshots.push(call.result as HibernatingRequestRef[]);
       continue;
@@ -138,7 +149,8 @@ export async function recordHistories(client: Client, actorId: string, name: str
   await mkdir(HISTORIES_DIR, { recursive: true });
   await Promise.all(
     histories.map(async (history, i) => {
-      const file = join(HISTORIES_DIR, `${name}${histories.length > 1 ? `.${i + 1}` : ''}.json`);
+      const part = histories.length > 1 ? `.${i + 1}` : '';
+      const file = join(HISTORIES_DIR, `${name}@${RECORDED_WITH}${part}.json`);
       try {
         await writeFile(file, historyToJSON(history), { flag: 'wx' });
       } catch (err) {
@@ -146,6 +158,25 @@ export async function recordHistories(client: Client, actorId: string, name: str
       }
     }),
   );
+}
+
+/** The SDK's marker for a local activity: its type and attempt in `data`, its result (if it succeeded) in `result`. */
+const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
+
+function localActivityCall(event: HistoryEvent): ActivityCall | null {
+  const marker = event.markerRecordedEventAttributes;
+  if (marker?.markerName !== LOCAL_ACTIVITY_MARKER) return null;
+  const data = decodeFirst(marker.details?.data?.payloads) as { activity_type?: string; attempt?: number } | undefined;
+  return {
+    name: data?.activity_type ?? '?',
+    local: true,
+    scheduledEventId: Number(event.eventId),
+    scheduledAt: eventTimeMs(event),
+    input: undefined,
+    ...(marker.failure ? {} : { result: decodeFirst(marker.details?.result?.payloads) ?? null }),
+    attempts: data?.attempt ?? 1,
+    summary: userMetadataSummary(event),
+  };
 }
 
 function eventTimeMs(event: HistoryEvent): number {

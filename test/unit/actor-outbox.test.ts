@@ -17,11 +17,18 @@ type Write = Extract<KvOp, { kind: 'write' }>;
 async function started(definition: AnyActorDefinition) {
   const log: (string | Write)[] = [];
   const sent: RunnerToGateway[] = [];
+  const events: string[] = [];
   const kv = new Map<string, string>();
+  let failWrites = 0;
+  /** The runner's link to the gateway: while down, frames are dropped (send answers false). */
+  const link = { connected: true };
+  /** Every frame the instance tried to send, delivered or not. */
+  const attempted: RunnerToGateway[] = [];
   const host: InstanceHost = {
-    emit: () => undefined,
+    emit: (_actorId, _generation, event) => void events.push(event.kind),
     kv: (_actorId, _generation, op) => {
       if (op.kind === 'write') {
+        if (failWrites > 0 && failWrites--) return Promise.reject(new Error('kv write failed: kv operation failed'));
         log.push(op);
         for (const { key, value } of op.put) kv.set(key, value);
         for (const key of op.delete) kv.delete(key);
@@ -35,8 +42,11 @@ async function started(definition: AnyActorDefinition) {
       );
     },
     send: (frame) => {
+      attempted.push(frame);
+      if (!link.connected) return false;
       sent.push(frame);
       if (frame.type === 'tunnel') log.push(`sent ${frame.message.kind}`);
+      return true;
     },
     ended: () => undefined,
     defaultSleepAfterMs: 60_000,
@@ -44,22 +54,24 @@ async function started(definition: AnyActorDefinition) {
     log: createLogger('test', 'silent'),
   };
   const actorId = randomUUID();
-  const instance = new ActorInstance(
-    {
-      kind: 'startActor',
-      actorId,
-      name: definition.name,
-      key: null,
-      input: null,
-      generation: 1,
-      reason: 'create',
-      hibernatingRequests: [],
-    },
-    definition,
-    host,
-  );
-  await instance.start();
   const requestId = randomUUID();
+  const generation = (n: number, hibernating: boolean) =>
+    new ActorInstance(
+      {
+        kind: 'startActor',
+        actorId,
+        name: definition.name,
+        key: null,
+        input: null,
+        generation: n,
+        reason: n === 1 ? 'create' : 'crash',
+        hibernatingRequests: hibernating ? [{ gatewayId: 'gw', requestId }] : [],
+      },
+      definition,
+      host,
+    );
+  const instance = generation(1, false);
+  await instance.start();
   await instance.openConnection(requestId, {
     kind: 'wsOpen',
     gatewayId: 'gw',
@@ -73,7 +85,15 @@ async function started(definition: AnyActorDefinition) {
   sent.length = 0;
   const message = (index: number, data: string) =>
     instance.takeMessage(requestId, { kind: 'wsMessage', index, data, binary: false });
-  return { instance, requestId, log, sent, kv, message };
+  /** The next write fails, committing nothing (Postgres restarting); the ones after it succeed. */
+  const failNextWrite = () => void (failWrites = 1);
+  /** The next generation, on the same storage, with the connection in its snapshot (a restore). */
+  const nextGeneration = async () => {
+    const next = generation(2, true);
+    await next.start();
+    return next;
+  };
+  return { instance, requestId, log, sent, attempted, kv, events, link, message, failNextWrite, nextGeneration };
 }
 
 const decode = (value: string) => Buffer.from(value, 'base64').toString();
@@ -110,6 +130,26 @@ describe('an actor handler', () => {
     };
     expect(record.lastIndex).toBe(1);
     expect(record.headers).toEqual({ 'x-room': 'blue' }); // no credentials at rest
+  });
+
+  it('after a failed write crashes it, writes nothing more: no index or seq ahead of the outbox (chaos, postgres_restart)', async () => {
+    const actor = defineActor<{ n: number }>({
+      name: 'chat-like',
+      createState: () => ({ n: 0 }),
+      hibernatable: true,
+      onMessage(ctx, conn) {
+        ctx.state.n += 1;
+        conn.send(`n=${ctx.state.n}`);
+      },
+    });
+    const { log, kv, message, requestId, failNextWrite } = await started(actor);
+    const record = kv.get(`__dormouse/conn/${requestId}`);
+    failNextWrite();
+    // The first message's write fails and crashes the instance; the second was queued behind it,
+    // and Postgres is back (the workflow has not started the next generation yet, so no fence).
+    await Promise.all([message(1, 'a'), message(2, 'b')]);
+    expect(log).toEqual([]); // no write, no frame, no ack
+    expect(kv.get(`__dormouse/conn/${requestId}`)).toBe(record);
   });
 
   it('commits the processed index with a saveState() made inside the handler', async () => {
@@ -149,5 +189,51 @@ describe('an actor handler', () => {
     await waitFor(() => outKeys() === 1, { timeoutMs: 2_000, message: 'the outbox trimmed' });
     expect(log.filter((e) => typeof e !== 'string').length).toBe(writes + 1);
     await instance.stop('stop');
+  });
+
+  it('drops an unreadable outbox frame at restore instead of crashing every generation on it', async () => {
+    const actor = defineActor({
+      name: 'chatty',
+      hibernatable: true,
+      onMessage(_ctx, conn) {
+        for (let i = 0; i < 3; i++) conn.send(`f${i}`);
+      },
+    });
+    const { kv, log, sent, events, message, requestId, nextGeneration } = await started(actor);
+    await message(1, 'go');
+    const corrupt = `__dormouse/out/${requestId}/${String(2).padStart(16, '0')}`;
+    expect(kv.has(corrupt)).toBe(true);
+    kv.set(corrupt, Buffer.from('not json').toString('base64'));
+    sent.length = 0;
+    log.length = 0;
+
+    const next = await nextGeneration();
+    expect(events.at(-1)).toBe('running');
+    const resent = sent.flatMap((f) => (f.type === 'tunnel' && f.message.kind === 'wsMessage' ? [f.message.seq] : []));
+    expect(resent).toEqual([1, 3]); // the gateway meets the hole and closes the client with 4409
+    expect(kv.has(corrupt)).toBe(false);
+    await next.stop('stop');
+  });
+
+  it('sends a close it made while the runner was disconnected once the runner is back', async () => {
+    const actor = defineActor({
+      name: 'closer',
+      hibernatable: true,
+      onMessage(_ctx, conn) {
+        conn.close(4321, 'done with you');
+      },
+    });
+    const { instance, sent, attempted, link, message } = await started(actor);
+    const isClose = (f: RunnerToGateway) => f.type === 'tunnel' && f.message.kind === 'wsClose';
+    link.connected = false;
+    await message(1, 'bye');
+    await waitFor(() => attempted.some(isClose), { timeoutMs: 2_000, message: 'the close tried' });
+    expect(sent.some(isClose)).toBe(false);
+    link.connected = true;
+    instance.resendOutbound(); // what the runner does after its reconnect
+    const closes = sent.flatMap((f) => (f.type === 'tunnel' && f.message.kind === 'wsClose' ? [f.message] : []));
+    expect(closes).toEqual([{ kind: 'wsClose', code: 4321, reason: 'done with you' }]);
+    instance.resendOutbound();
+    expect(sent.filter(isClose)).toHaveLength(1);
   });
 });

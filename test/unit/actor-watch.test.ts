@@ -5,6 +5,7 @@ import { ActorWatch } from '../../src/gateway/actor-watch.js';
 import { ActorUnavailable } from '../../src/errors.js';
 
 const actorId = randomUUID();
+const RUNNER = 'runner-a';
 const row = (state: string, generation: number) => ({
   actor_id: actorId,
   name: 'chat',
@@ -13,7 +14,7 @@ const row = (state: string, generation: number) => ({
   crash_policy: 'restart',
   state,
   generation,
-  runner_id: state === 'running' ? randomUUID() : null,
+  runner_id: state === 'running' || state === 'starting' ? RUNNER : null,
   crash_count: 0,
   last_error: null,
   created_at: new Date(),
@@ -90,5 +91,33 @@ describe('ActorWatch', () => {
     await vi.waitFor(() => expect(wake).toHaveBeenCalledTimes(2));
     watch.onNotice(notice('running', 3));
     expect((await waiting).generation).toBe(3);
+  });
+
+  it('routes to a start that its runner reported running here, before the registry records it', async () => {
+    const watch = new ActorWatch(registry([{ state: 'starting', generation: 2 }]));
+    const waiting = watch.waitUntilRunning(actorId, { deadline: Date.now() + 5000, wake: () => undefined });
+    await vi.waitFor(() => expect(watch.waiting).toBe(1));
+    watch.onReportedRunning(actorId, 2, RUNNER);
+    expect(await waiting).toMatchObject({ generation: 2, runnerId: RUNNER });
+  });
+
+  it('believes a report only for the generation and runner the registry names, until the registry moves on', async () => {
+    const watch = new ActorWatch(registry([{ state: 'starting', generation: 2 }]));
+    const wait = (ms: number) =>
+      watch
+        .waitUntilRunning(actorId, { deadline: Date.now() + ms, wake: () => undefined })
+        .then((a) => a.generation)
+        .catch((e: unknown) => e);
+    watch.onReportedRunning(actorId, 1, RUNNER); // an older generation
+    expect(await wait(50)).toBeInstanceOf(ActorUnavailable);
+    watch.onReportedRunning(actorId, 2, 'runner-b'); // a runner the registry does not name
+    expect(await wait(50)).toBeInstanceOf(ActorUnavailable);
+    watch.onReportedRunning(actorId, 2, RUNNER);
+    expect(await wait(50)).toBe(2);
+    watch.onNotice(notice('sleeping', 2)); // that generation went on: the report is forgotten
+    expect(await wait(50)).toBeInstanceOf(ActorUnavailable);
+    watch.onReportedRunning(actorId, 2, RUNNER);
+    watch.onReconnect(); // notices missed: only the registry is believed
+    expect(await wait(50)).toBeInstanceOf(ActorUnavailable);
   });
 });

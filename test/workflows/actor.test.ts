@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import type { ActorEvent, HibernatingRequestRef } from '../../src/protocol/runner-protocol.js';
 import { wakeSignal, type ActorStatus, type CrashPolicy } from '../../src/workflows/actor-api.js';
 import {
@@ -421,6 +421,18 @@ describe('actor lifecycle: starts', () => {
       alarmTs: null,
     });
     expect((await actor.lastTimer()).durationMs).toBe(30 * SECOND);
+    // Allocation and snapshot inside the workflow task; the send stays a regular activity (DESIGN §1).
+    expect(actor.fake.localAttempts).toEqual(['allocateActor', 'listHibernatingRequests']);
+  });
+
+  it('without capacity, the one local allocation attempt hands over to the regular activity, which retries', async () => {
+    const actor = await givenActor('allocating without capacity');
+    await actor.elapse(10 * SECOND);
+    expect(actor.fake.localAttempts).toEqual(['allocateActor']);
+    expect(actor.fake.attempts.filter((name) => name === 'allocateActor').length).toBeGreaterThan(3);
+    await actor.giveCapacity();
+    expect(await actor.status()).toMatchObject({ state: 'starting', generation: 1 });
+    expect(actor.fake.localAttempts).toEqual(['allocateActor', 'listHibernatingRequests']);
   });
 
   it('a wake from sleeping sends the snapshot it listed inside the StartActor (DESIGN §1)', async () => {
@@ -481,7 +493,9 @@ describe('actor lifecycle: a registry that contradicts the workflow', () => {
       (err: unknown) => err,
     );
     expect(failure).toBeInstanceOf(WorkflowFailedError);
-    const cause = (failure as WorkflowFailedError).cause?.cause;
+    // A local activity's failure fails the run as itself; a regular one's inside an ActivityFailure.
+    const failed = (failure as WorkflowFailedError).cause;
+    const cause = failed instanceof ActivityFailure ? failed.cause : failed;
     expect(cause).toBeInstanceOf(ApplicationFailure);
     expect((cause as ApplicationFailure).type).toBe('InvariantViolation');
     expect(actor.fake.attempts.slice(attemptsBefore)).toEqual(['allocateActor']);
