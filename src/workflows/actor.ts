@@ -83,6 +83,8 @@ const local = wf.proxyLocalActivities<Activities>({
 const DROP_ABANDONED_GENERATION = 'drop-abandoned-generation';
 /** allocateActor and listHibernatingRequests run as local activities first (`local`). */
 const LOCAL_START_ACTIVITIES = 'local-start-activities';
+/** listHibernatingRequests runs alongside allocateActor instead of after it. */
+const CONCURRENT_START_READS = 'concurrent-start-reads';
 
 function freshObservations(): ActorMemory['observed'] {
   return { running: false, stopped: null, intent: null, runnerLost: false };
@@ -197,9 +199,9 @@ class ActorLifecycle {
   // --- The one start function (DESIGN §1) -------------------------------------------------
 
   /**
-   * Starts the next generation: allocate a runner, snapshot the hibernating requests, and queue
-   * the StartActor with that snapshot *in the activity input*, so every retry of the send
-   * writes byte-for-byte the same command.
+   * Starts the next generation: allocate a runner and snapshot the hibernating requests (side by
+   * side), then queue the StartActor with that snapshot *in the activity input*, so every retry
+   * of the send writes byte-for-byte the same command.
    */
   private async startGeneration(): Promise<void> {
     const m = this.m;
@@ -209,12 +211,25 @@ class ActorLifecycle {
 
     const toAllocate = { actorId: this.input.actorId, generation };
     const allocating = `allocate generation ${generation} (${reason})`;
-    const allocation = await this.unlessDestroyed(() =>
+    const allocated = this.unlessDestroyed(() =>
       this.localFirst(
         () => local.allocateActor.executeWithOptions({ summary: allocating }, [toAllocate]),
         () => acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: allocating }, [toAllocate]),
       ),
     );
+    const toList = { actorId: this.input.actorId };
+    const listing = `snapshot hibernating requests for generation ${generation}`;
+    const snapshot = () =>
+      this.localFirst(
+        () => local.listHibernatingRequests.executeWithOptions({ summary: listing }, [toList]),
+        () => acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]),
+      );
+    // Read alongside the allocation: one workflow activation fewer. Reading it after bought
+    // nothing: a request that hibernates after the read, however much later the allocation
+    // ends, is offered to the running actor (H8), and one that closes is closed toward it (§5).
+    const early = wf.patched(CONCURRENT_START_READS) ? snapshot() : null;
+    early?.catch(() => undefined); // awaited below, or abandoned with a destroyed actor
+    const allocation = await allocated;
     // A destroy that took the row lock first refuses the allocation (db/actors.ts allocateActor).
     if (allocation === 'destroyed' || 'destroyed' in allocation) return this.finishDestroy();
 
@@ -228,12 +243,7 @@ class ActorLifecycle {
     m.requested.reschedule = false;
     this.enter('starting');
 
-    const toList = { actorId: this.input.actorId };
-    const listing = `snapshot hibernating requests for generation ${generation}`;
-    const hibernatingRequests = await this.localFirst(
-      () => local.listHibernatingRequests.executeWithOptions({ summary: listing }, [toList]),
-      () => acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]),
-    );
+    const hibernatingRequests = await (early ?? snapshot());
     const n = hibernatingRequests.length;
     await this.send(
       {
