@@ -78,13 +78,13 @@ export function declareStackFlags(command: Command, defaults: { workers: number;
     .option('--runners <count>', 'runner processes (examples/runner.ts)', positiveInt, defaults.runners);
 }
 
-function positiveInt(value: string): number {
+export function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
   return n;
 }
 
-function nonNegativeInt(value: string): number {
+export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of at least 0');
   return n;
@@ -98,9 +98,11 @@ export async function withBenchStack<T>(
   flags: StackFlags,
   context: BenchContext,
   body: (stack: LocalStack) => Promise<T>,
+  /** Added to every child's environment (e.g. runner capacity); a benchmark documents what it sets. */
+  env: Record<string, string> = {},
 ): Promise<T> {
   const { log, signal } = context;
-  log.info({ workers: flags.workers, runners: flags.runners }, 'starting the stack');
+  log.info({ workers: flags.workers, runners: flags.runners, env }, 'starting the stack');
   const stack = await startLocalStack({
     config: loadConfig(),
     log,
@@ -108,6 +110,7 @@ export async function withBenchStack<T>(
     temporalUi: false,
     workers: flags.workers,
     runners: flags.runners,
+    env,
     signal,
   });
   log.info({ gateway: stack.gatewayUrl, temporal: stack.temporalAddress, logs: stack.logDir }, 'stack ready');
@@ -167,6 +170,75 @@ async function timed(fn: () => Promise<number | void>): Promise<number> {
   const start = performance.now();
   const own = await fn();
   return typeof own === 'number' ? own : performance.now() - start;
+}
+
+/** How often a long `runConcurrently` says how far it is. */
+const PROGRESS_INTERVAL_MS = 10_000;
+
+/** What `runConcurrently` measured: each operation's duration, and the whole run's. */
+export interface ConcurrentRun {
+  latencies: number[];
+  /** From the first operation's start to the last one's end. */
+  elapsedMs: number;
+}
+
+/**
+ * Runs operations 0 … count-1 with `concurrency` of them in flight at all times (a new one starts
+ * as one ends), timing each. The first failure stops the starts; it rejects once those in flight
+ * have settled, so that nothing of this run spills into the next measurement.
+ */
+export async function runConcurrently(
+  count: number,
+  concurrency: number,
+  operation: (i: number, signal: AbortSignal) => Promise<void>,
+  context: BenchContext,
+): Promise<ConcurrentRun> {
+  const latencies: number[] = [];
+  let lastProgress = performance.now();
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < count && failure === undefined && !context.signal.aborted) {
+      const i = next++;
+      const start = performance.now();
+      try {
+        await operation(i, context.signal);
+      } catch (err) {
+        failure ??= { err };
+        return;
+      }
+      const end = performance.now();
+      latencies.push(end - start);
+      if (end - lastProgress >= PROGRESS_INTERVAL_MS) {
+        lastProgress = end;
+        context.log.info({ done: latencies.length, of: count }, 'operations');
+      }
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, lane));
+  const elapsedMs = performance.now() - start;
+  context.signal.throwIfAborted();
+  if (failure) throw failure.err;
+  return { latencies, elapsedMs };
+}
+
+/** A quantity figure, rounded like the latencies: values to a tenth, the ratio to a hundredth. */
+export function quantityOf(
+  bench: string,
+  n: number,
+  value: { value: number; unit: string },
+  baseline: { name: string; value: number },
+): QuantityFigure {
+  return {
+    bench,
+    n,
+    value: round(value.value, 1),
+    unit: value.unit,
+    baseline: baseline.name,
+    baseline_value: round(baseline.value, 1),
+    ratio: baseline.value === 0 ? Number.NaN : round(value.value / baseline.value, 2),
+  };
 }
 
 /** The figure of `bench` from its samples: the median and p99 of each. */

@@ -21,10 +21,10 @@ import type { LocalStack } from '../dev/local-stack.js';
 import { retainedBytes } from './inspector.js';
 import {
   declareStackFlags,
+  quantityOf,
   withBenchStack,
   type BenchContext,
   type Benchmark,
-  type QuantityFigure,
   type StackFlags,
 } from './benchmark.js';
 
@@ -72,21 +72,17 @@ export const hibernatingSockets: Benchmark<Flags> = {
 
         const bare = await bareServerBytesPerSocket(stack, flags.sockets);
         return [
-          quantity(
+          quantityOf(
             'hibernating-sockets.pg-writes-per-minute',
             flags.sockets,
-            hibernating,
-            'writes/min',
-            'no sockets',
-            idle,
+            { value: hibernating, unit: 'writes/min' },
+            { name: 'no sockets', value: idle },
           ),
-          quantity(
+          quantityOf(
             'hibernating-sockets.gateway-bytes-per-socket',
             flags.sockets,
-            (after - before) / flags.sockets,
-            'bytes',
-            'bare ws server',
-            bare,
+            { value: (after - before) / flags.sockets, unit: 'bytes' },
+            { name: 'bare ws server', value: bare },
           ),
         ];
       } finally {
@@ -116,25 +112,6 @@ async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; i
     env: { DORMOUSE_GATEWAY_URL: url },
   });
   return { url, inspectorPort };
-}
-
-function quantity(
-  bench: string,
-  n: number,
-  value: number,
-  unit: string,
-  baseline: string,
-  baselineValue: number,
-): QuantityFigure {
-  return {
-    bench,
-    n,
-    value: Math.round(value * 10) / 10,
-    unit,
-    baseline,
-    baseline_value: Math.round(baselineValue * 10) / 10,
-    ratio: baselineValue === 0 ? Number.NaN : Math.round((value / baselineValue) * 100) / 100,
-  };
 }
 
 /**

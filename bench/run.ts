@@ -13,10 +13,17 @@ import { errorMessage } from '../src/errors.js';
 import type { Benchmark, Figure } from './benchmark.js';
 import { coldStart } from './cold-start.js';
 import { hibernatingSockets } from './hibernating-sockets.js';
+import { phases } from './phases.js';
+import { pollLimits } from './poll-limits.js';
+import { sleepingActors } from './sleeping-actors.js';
+import { startRate } from './start-rate.js';
 import { wake } from './wake.js';
 
 const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map(
-  [coldStart, wake, hibernatingSockets].map((bench) => [bench.name, bench]),
+  [coldStart, wake, hibernatingSockets, startRate, sleepingActors, phases, pollLimits].map((bench) => [
+    bench.name,
+    bench,
+  ]),
 );
 
 const USAGE_ERROR = 2;
