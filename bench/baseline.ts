@@ -21,7 +21,10 @@ const WORKFLOWS_PATH = fileURLToPath(new URL('./baseline-workflow.ts', import.me
 const WORKER_SCRIPT = fileURLToPath(new URL('./baseline-worker.ts', import.meta.url));
 /** Its own task queue: the Dormouse workers never see these workflows. */
 const TASK_QUEUE = 'dormouse-bench-baseline';
-/** Bounds one iteration: the server fails the workflow, and so result(), when it passes. */
+/**
+ * Bounds one iteration: the server fails the workflow, and so result(), when it passes. Runs of
+ * thousands in flight pass a longer one: there a workflow waits its turn on a loaded server.
+ */
 const EXECUTION_TIMEOUT = '30 seconds';
 
 export interface Baseline {
@@ -31,7 +34,10 @@ export interface Baseline {
   close(): Promise<void>;
 }
 
-export async function startBaseline(stack: LocalStack): Promise<Baseline> {
+export async function startBaseline(
+  stack: LocalStack,
+  { executionTimeout = EXECUTION_TIMEOUT }: { executionTimeout?: string } = {},
+): Promise<Baseline> {
   const bundle = await writeWorkflowBundle(join(stack.stateDir, 'baseline-workflow-bundle.js'), WORKFLOWS_PATH);
   await stack.startProcess({
     name: 'baseline-worker',
@@ -47,7 +53,7 @@ export async function startBaseline(stack: LocalStack): Promise<Baseline> {
       const handle = await client.workflow.start<typeof baselineWorkflow>('baselineWorkflow', {
         taskQueue: TASK_QUEUE,
         workflowId: `bench-baseline-${runId}-${count++}`,
-        workflowExecutionTimeout: EXECUTION_TIMEOUT,
+        workflowExecutionTimeout: executionTimeout,
       });
       await handle.result();
     },

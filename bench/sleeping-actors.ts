@@ -94,7 +94,7 @@ async function measure(stack: LocalStack, flags: SleepingActorsFlags, context: B
   const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
   const connection = await Connection.connect({ address: stack.temporalAddress });
   const temporal = new Client({ connection, namespace: stack.namespace });
-  const baseline = await startBaseline(stack);
+  const baseline = await startBaseline(stack, { executionTimeout: '10 minutes' });
   try {
     const idleRss = await workersRss(stack);
     log.info({ count: flags.actors, concurrency: flags.concurrency }, 'bare workflows');

@@ -67,7 +67,7 @@ export const startRate: Benchmark<StartRateFlags> = {
       flags,
       context,
       async (stack) => {
-        const baseline = await startBaseline(stack);
+        const baseline = await startBaseline(stack, { executionTimeout: '10 minutes' });
         try {
           const runId = randomBytes(4).toString('hex');
           const create = (i: number, signal: AbortSignal) =>
