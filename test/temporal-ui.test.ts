@@ -102,10 +102,11 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
       await page.waitForURL((url) => url.pathname === `${workflowPath}/${runId}/timeline`);
       await visible(page.getByRole('heading', { name: workflowId }));
 
-      // The timeline labels each activity `<type> • <summary>`, cutting long ones short.
+      // The timeline labels each activity `<type> • <summary>`, cutting long ones short; the
+      // start's local activities (markers) by their type alone (UI 2.54).
       for (const label of [
-        'allocateActor • allocate generation 1 (create)',
-        'listHibernatingRequests • snapshot hibernating requests for generation 1',
+        'allocateActor',
+        'listHibernatingRequests',
         'recordActorState • record running',
         `insertAndSendCommands • stop generation 1 on runner ${runner} (sleep)`,
         'recordActorState • record stopping',
