@@ -172,6 +172,9 @@ describe('an actor', () => {
     const starts = recordedStarts(activityCalls(runs));
     expect(starts.map((s) => s.generation)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const handle = stack.temporal.workflow.getHandle(actorWorkflowId(actor.actorId));
+    // The reply may come before the workflow takes in the running report (the gateway believes
+    // the runner's own, src/gateway/actor-watch.ts): the registry records it next.
+    await waitForActor(api, actor.actorId, (a) => a.state === 'running', 'recorded running');
     expect(await handle.query<{ state: string; generation: number }>('state')).toMatchObject({
       state: 'running',
       generation: 9,

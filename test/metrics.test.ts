@@ -37,8 +37,15 @@ describe('gateway metrics', () => {
     const client = await TestClient.connect(stack.gatewayUrl, room.actorId);
     client.send('one');
     await client.waitForMessages(1);
+    // The reply can come before the registry records running (the gateway believes its runner's
+    // report, src/gateway/actor-watch.ts); the counts follow the registry.
+    await waitForActor(api, room.actorId, (a) => a.state === 'running', 'recorded running');
     expect(await sample('dormouse_actors{state="running"}')).toBe(1);
-    expect(await sample('dormouse_actor_starts_total')).toBe(1);
+    // Counted on the registry's NOTIFY, which may reach the gateway just after the row is read.
+    await waitFor(async () => (await sample('dormouse_actor_starts_total')) === 1, {
+      timeoutMs: 5_000,
+      message: 'one start counted',
+    });
     expect(await sample('dormouse_client_sockets')).toBe(1);
     expect(await sample('dormouse_runners_connected')).toBe(1);
     expect(await sample('dormouse_command_queue_depth')).toBe(0);
