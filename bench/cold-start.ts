@@ -57,6 +57,17 @@ export const coldStart: Benchmark<ColdStartFlags> = {
 /** Creates an actor and waits for its first reply: the timed section of one iteration. */
 export async function createAndReach(gatewayUrl: string, key: string, stop: AbortSignal): Promise<void> {
   const signal = AbortSignal.any([stop, AbortSignal.timeout(ITERATION_TIMEOUT_MS)]);
+  const actorId = await createChat(gatewayUrl, key, signal);
+  const state = (await expectJson(await fetch(`${gatewayUrl}/actors/${actorId}/http/state`, { signal }), 200)) as {
+    generation?: unknown;
+  };
+  // A reply from the actor itself, not from the gateway: the chat actor reports its generation.
+  if (typeof state.generation !== 'number')
+    throw new Error(`GET /state answered ${JSON.stringify(state)}, not the chat actor's state`);
+}
+
+/** `POST /actors` of a new `chat` actor that stays awake until told otherwise; its id. */
+export async function createChat(gatewayUrl: string, key: string, signal: AbortSignal): Promise<string> {
   const created = (await expectJson(
     await fetch(`${gatewayUrl}/actors`, {
       method: 'POST',
@@ -66,18 +77,11 @@ export async function createAndReach(gatewayUrl: string, key: string, stop: Abor
     }),
     201,
   )) as { actor: { actorId: string } };
-  const state = (await expectJson(
-    await fetch(`${gatewayUrl}/actors/${created.actor.actorId}/http/state`, { signal }),
-    200,
-  )) as {
-    generation?: unknown;
-  };
-  // A reply from the actor itself, not from the gateway: the chat actor reports its generation.
-  if (typeof state.generation !== 'number')
-    throw new Error(`GET /state answered ${JSON.stringify(state)}, not the chat actor's state`);
+  return created.actor.actorId;
 }
 
-async function expectJson(response: Response, status: number): Promise<unknown> {
+/** The response's JSON body, or an error naming the URL, status and body if the status is not `status`. */
+export async function expectJson(response: Response, status: number): Promise<unknown> {
   const text = await response.text();
   if (response.status !== status)
     throw new Error(`${response.url}: expected ${status}, got ${response.status}: ${text}`);

@@ -54,6 +54,7 @@ import {
   type StackFlags,
 } from './benchmark.js';
 import { BASELINE_NAME, startBaseline } from './baseline.js';
+import { createChat, expectJson } from './cold-start.js';
 
 interface SleepingActorsFlags extends SampleFlags, StackFlags {
   actors: number;
@@ -65,8 +66,6 @@ interface SleepingActorsFlags extends SampleFlags, StackFlags {
 const REQUEST_TIMEOUT_MS = 60_000;
 /** How long the last sleeps may take once every actor has been told to sleep. */
 const ALL_ASLEEP_TIMEOUT_MS = 10 * 60_000;
-/** Asleep only when the benchmark says so (default idle sleep: 30 s). */
-const STAY_AWAKE_INPUT = { sleepAfterMs: 60 * 60_000 };
 const MIB = 1024 * 1024;
 
 export const sleepingActors: Benchmark<SleepingActorsFlags> = {
@@ -174,17 +173,9 @@ async function measure(stack: LocalStack, flags: SleepingActorsFlags, context: B
 /** One actor's life in this benchmark: created, one message handled, told to sleep. Its id. */
 async function createMessageSleep(gatewayUrl: string, key: string, stop: AbortSignal): Promise<string> {
   const signal = AbortSignal.any([stop, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-  const { actor } = (await expectJson(
-    await fetch(`${gatewayUrl}/actors`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'chat', key, input: STAY_AWAKE_INPUT }),
-      signal,
-    }),
-    201,
-  )) as { actor: { actorId: string } };
+  const actorId = await createChat(gatewayUrl, key, signal);
   await expectJson(
-    await fetch(`${gatewayUrl}/actors/${actor.actorId}/http/messages`, {
+    await fetch(`${gatewayUrl}/actors/${actorId}/http/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ from: 'bench', text: 'hello' }),
@@ -192,8 +183,8 @@ async function createMessageSleep(gatewayUrl: string, key: string, stop: AbortSi
     }),
     201,
   );
-  await expectJson(await fetch(`${gatewayUrl}/actors/${actor.actorId}/sleep`, { method: 'POST', signal }), 202);
-  return actor.actorId;
+  await expectJson(await fetch(`${gatewayUrl}/actors/${actorId}/sleep`, { method: 'POST', signal }), 202);
+  return actorId;
 }
 
 /** The actor's own reply to `GET /state`, waking it first if it sleeps (the gateway does that). */
@@ -256,11 +247,4 @@ async function bareHistoryLength(temporal: Client): Promise<number> {
 function spread<T>(items: readonly T[], count: number): T[] {
   const step = items.length / Math.min(count, items.length);
   return Array.from({ length: Math.min(count, items.length) }, (_, i) => items[Math.floor(i * step)]!);
-}
-
-async function expectJson(response: Response, status: number): Promise<unknown> {
-  const text = await response.text();
-  if (response.status !== status)
-    throw new Error(`${response.url}: expected ${status}, got ${response.status}: ${text}`);
-  return JSON.parse(text) as unknown;
 }
