@@ -3,18 +3,13 @@
  * without its tokens; the management API wants the admin token; a runner needs its pool's
  * token; and a runner with a valid token still speaks only for the actors it hosts.
  */
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ReadinessError } from '../dev/processes.js';
 import { createLogger } from '../src/log.js';
-import {
-  RunnerCloseCode,
-  SUPPORTED_PROTOCOL_VERSIONS,
-  parseGatewayFrame,
-  type GatewayToRunner,
-} from '../src/protocol/runner-protocol.js';
+import { RunnerCloseCode, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
 import { createRunner } from '../src/runner/index.js';
+import { rawHello, runnerConnectUrl } from './harness/raw-runner.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
 import { TestClient } from './harness/ws-client.js';
@@ -67,17 +62,7 @@ async function createRunning(key: string): Promise<string> {
   return actorId;
 }
 
-const connectUrl = () => `${stack.gatewayUrl.replace(/^http/, 'ws')}/runners/connect`;
-const hello = (pool: string) => ({
-  type: 'hello',
-  protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
-  runnerId: randomUUID(),
-  name: 'rogue',
-  pool,
-  capacity: 1,
-  actorNames: ['unhosted'],
-  actors: [],
-});
+const connectUrl = () => runnerConnectUrl(stack.gatewayUrl);
 
 describe('outside development mode', () => {
   it('the gateway refuses to start without its tokens', async () => {
@@ -123,7 +108,7 @@ describe('the runner endpoint', () => {
   it('closes a runner whose token belongs to another pool, with 4003', async () => {
     const closed = await new Promise<{ code: number; reason: string }>((resolve) => {
       const ws = new WebSocket(connectUrl(), { headers: { authorization: `Bearer ${OTHER}` } });
-      ws.once('open', () => ws.send(JSON.stringify(hello('default'))));
+      ws.once('open', () => ws.send(JSON.stringify(rawHello())));
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });
     expect(closed).toEqual({ code: RunnerCloseCode.Unauthorized, reason: 'the token is not valid for pool default' });
@@ -150,7 +135,7 @@ describe('a runner with a valid token', () => {
       if (parsed.ok) frames.push(parsed.message);
     });
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    ws.send(JSON.stringify(hello('default')));
+    ws.send(JSON.stringify(rawHello()));
     await waitFor(() => frames.some((f) => f.type === 'welcome'), { timeoutMs: 10_000, message: 'welcome' });
     return { ws, frames };
   }

@@ -11,6 +11,7 @@ import { RunnerCloseCode, SUPPORTED_PROTOCOL_VERSIONS, type RunnerToGateway } fr
 import { GatewayLink, type Welcome } from '../src/runner/gateway-link.js';
 import { actorRequest, createActor, type Api } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
+import { rawHello, runnerConnectUrl, type Hello } from './harness/raw-runner.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
 import { wsText } from '../src/util/ws-data.js';
@@ -101,21 +102,8 @@ describe('the management API', () => {
 });
 
 describe('the runner endpoint', () => {
-  const connectUrl = () => `${stack.gatewayUrl.replace('http', 'ws')}/runners/connect`;
-
-  function hello(runnerId: string, overrides: Partial<Extract<RunnerToGateway, { type: 'hello' }>> = {}) {
-    return {
-      type: 'hello',
-      protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
-      runnerId,
-      name: 'raw',
-      pool: 'default',
-      capacity: 1,
-      actorNames: ['unhosted'],
-      actors: [],
-      ...overrides,
-    };
-  }
+  const connectUrl = () => runnerConnectUrl(stack.gatewayUrl);
+  const hello = (runnerId: string, overrides: Partial<Hello> = {}) => rawHello({ runnerId, ...overrides });
 
   /** Opens a raw socket, sends frames in order, and resolves with how the gateway closed it. */
   function exchange(
@@ -202,7 +190,7 @@ describe('the runner endpoint', () => {
     const link = new GatewayLink(
       connectUrl(),
       {
-        hello: () => hello(runnerId) as Extract<RunnerToGateway, { type: 'hello' }>,
+        hello: () => hello(runnerId),
         onWelcome: (w) => welcomes.push(w),
         onMessage: () => undefined,
       },

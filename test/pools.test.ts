@@ -7,13 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import {
-  RunnerCloseCode,
-  SUPPORTED_PROTOCOL_VERSIONS,
-  parseGatewayFrame,
-  type GatewayToRunner,
-} from '../src/protocol/runner-protocol.js';
+import { RunnerCloseCode, parseGatewayFrame, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
 import { wsText } from '../src/util/ws-data.js';
+import { rawHello, runnerConnectUrl, type Hello } from './harness/raw-runner.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
 
@@ -113,17 +109,8 @@ describe('actors of a pool', () => {
 });
 
 describe('a runner hello', () => {
-  const connectUrl = () => `${stack.gatewayUrl.replace(/^http/, 'ws')}/runners/connect`;
-  const hello = (fields: { pool: string; runnerId?: string; actorNames?: string[]; capacity?: number }) => ({
-    type: 'hello',
-    protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
-    runnerId: fields.runnerId ?? randomUUID(),
-    name: 'rogue',
-    pool: fields.pool,
-    capacity: fields.capacity ?? 1,
-    actorNames: fields.actorNames ?? ['probe'],
-    actors: [],
-  });
+  const connectUrl = () => runnerConnectUrl(stack.gatewayUrl);
+  const hello = (fields: Partial<Hello>) => rawHello({ actorNames: ['probe'], ...fields });
 
   /** Says hello with `token`; resolves with the close, or the welcome. */
   function sayHello(

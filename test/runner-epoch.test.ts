@@ -9,8 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { RunnerCloseCode, SUPPORTED_PROTOCOL_VERSIONS, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
+import { RunnerCloseCode, type GatewayToRunner } from '../src/protocol/runner-protocol.js';
 import { wsText } from '../src/util/ws-data.js';
+import { rawHello, runnerConnectUrl } from './harness/raw-runner.js';
 import { createActor, waitForActor, type Api } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
@@ -67,24 +68,11 @@ class RawRunner {
   }
 
   static connect(runnerId: string): Promise<RawRunner> {
-    const ws = new WebSocket(`${stack.gatewayUrl.replace(/^http/, 'ws')}/runners/connect`);
+    const ws = new WebSocket(runnerConnectUrl(stack.gatewayUrl));
     const runner = new RawRunner(ws);
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
-      ws.on('open', () =>
-        ws.send(
-          JSON.stringify({
-            type: 'hello',
-            protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
-            runnerId,
-            name: 'raw',
-            pool: 'default',
-            capacity: 1,
-            actorNames: ['unhosted'],
-            actors: [],
-          }),
-        ),
-      );
+      ws.on('open', () => ws.send(JSON.stringify(rawHello({ runnerId }))));
       ws.on('message', (data) => {
         if ((JSON.parse(wsText(data)) as GatewayToRunner).type === 'welcome') resolve(runner);
       });
