@@ -1,16 +1,17 @@
 /**
  * A whole Dormouse stack on this machine (DESIGN §2), brought up in one call: Postgres, Temporal,
- * the workflow bundle, workers, the gateway and runners. Two callers: `npm start`
+ * the workflow bundle, workers, the gateway (or several, sharing one NATS: DESIGN §2.1) and
+ * runners. Two callers: `npm start`
  * (dev/start.ts: persistent data, well-known ports, the Temporal UI, output printed) and the
  * benchmarks (bench/: a throwaway directory, free ports, headless, output only in log files).
  * The tests have their own harness (test/harness), which shares one pair of servers among stacks.
  *
- * DATABASE_URL and TEMPORAL_ADDRESS mean "use that server". A persistent stack uses the database
+ * DATABASE_URL, TEMPORAL_ADDRESS and DORMOUSE_NATS_URL mean "use that server". A persistent stack uses the database
  * and namespace as configured; an ephemeral one makes a database and a namespace of its own there
  * and removes them on stop, so that it neither sees nor leaves anything behind.
  *
  * Every child runs in its own process group: a Ctrl-C in the terminal reaches only the caller,
- * which stops the stack in order (runners before the gateway before the workers before the servers).
+ * which stops the stack in order (runners before the gateways before the workers before the servers).
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -22,6 +23,7 @@ import { migrate } from '../src/db/migrate.js';
 import type { Logger } from '../src/log.js';
 import { writeWorkflowBundle } from '../src/workflow-bundle.js';
 import { freePort, isPortFree, preferredOrFreePort } from './free-port.js';
+import { startNatsServer } from './nats-server.js';
 import { createDatabase, databaseUrl as databaseUrlOf, dropDatabase, startEmbeddedPostgres } from './postgres.js';
 import { describeExit, startNodeProcess, type NodeProcess } from './processes.js';
 import { scratchDirectories } from './scratch-dirs.js';
@@ -36,7 +38,7 @@ const GATEWAY_SCRIPT = join(ROOT, 'src/gateway/main.ts');
 const DEMO_RUNNER_SCRIPT = join(ROOT, 'examples/runner.ts');
 
 /** What `npm start` has always listened on, and what DESIGN §2 and §6 tell people to open. */
-const WELL_KNOWN_PORTS = { postgres: 5433, temporal: 7233, temporalUi: 8233 } as const;
+const WELL_KNOWN_PORTS = { postgres: 5433, temporal: 7233, temporalUi: 8233, nats: 4222 } as const;
 
 /** Bound on dropping an ephemeral database or deleting a namespace on a server we were given. */
 const REMOVE_TIMEOUT_MS = 30_000;
@@ -60,6 +62,12 @@ export interface LocalStackOptions {
   /** Serve the Temporal Web UI (when this stack runs the Temporal server). */
   temporalUi: boolean;
   workers: number;
+  /**
+   * Gateway processes (default 1). More than one share a NATS server (DORMOUSE_NATS_URL, else one
+   * this stack runs, on 4222 when well-known and free) and listen on consecutive ports from the
+   * configured one (`well-known`) or on free ports; the runners are spread across them.
+   */
+  gateways?: number;
   runners: number;
   /** The runners' entry file; default examples/runner.ts, which hosts the demo actors. */
   runnerScript?: string;
@@ -88,14 +96,22 @@ export interface ExtraProcessOptions {
 
 export interface LocalStackProcesses {
   workers: readonly NodeProcess[];
+  /** The first gateway. */
   gateway: NodeProcess;
+  /** Every gateway, in the order of `gatewayUrls`. */
+  gateways: readonly NodeProcess[];
   runners: readonly NodeProcess[];
   /** Those started with `startProcess`. */
   extra: readonly NodeProcess[];
 }
 
 export interface LocalStack {
+  /** The first gateway's URL. */
   gatewayUrl: string;
+  /** Every gateway's URL, the first one first. */
+  gatewayUrls: readonly string[];
+  /** The NATS server the gateways share; null with one gateway (frames stay in process). */
+  natsUrl: string | null;
   /** `host:port` of the Temporal frontend. */
   temporalAddress: string;
   /** null when headless or when the server was given (TEMPORAL_ADDRESS). */
@@ -112,7 +128,7 @@ export interface LocalStack {
    * Stops a server this stack runs and starts it again on the same port with its state on disk;
    * resolves once it serves. Needs `restartableServers`; rejects for a server that was given.
    */
-  restartServer(server: 'temporal' | 'postgres'): Promise<void>;
+  restartServer(server: ServerName): Promise<void>;
   /**
    * Stops everything, newest first, each step bounded; idempotent. Rejects (after trying every
    * step, each failure logged) if something could not be stopped.
@@ -120,25 +136,47 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
+/** A server the stack may run itself (as opposed to its Node processes). */
+export type ServerName = 'temporal' | 'postgres' | 'nats';
+
 /** Starts the whole stack and resolves once every process is ready; on failure nothing is left running. */
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
+  const gateways = options.gateways ?? 1;
+  if (!Number.isInteger(gateways) || gateways < 1) {
+    throw new Error(`the number of gateways must be a whole number of at least 1, not ${gateways}`);
+  }
   const dirs = await prepareDirectories(options.dataDir);
-  const running: Running = { stopping: false, workers: [], runners: [], extra: [], scratch: dirs.scratch };
+  const running: Running = {
+    stopping: false,
+    workers: [],
+    gateways: [],
+    runners: [],
+    extra: [],
+    scratch: dirs.scratch,
+  };
   const stop = once(() => stopAll(running, options.log));
   try {
     const services = await startServices(options, dirs, running);
     options.signal?.throwIfAborted();
-    const { gatewayUrl, gateway, start } = await startProcesses(options, dirs, services, running);
+    const { gatewayUrls, start } = await startProcesses(options, dirs, services, running);
     options.signal?.throwIfAborted();
     return {
-      gatewayUrl,
+      gatewayUrl: gatewayUrls[0]!,
+      gatewayUrls,
+      natsUrl: services.natsUrl,
       temporalAddress: services.temporalAddress,
       temporalUiUrl: services.temporalUiUrl,
       databaseUrl: services.databaseUrl,
       namespace: services.namespace,
       stateDir: dirs.stateDir,
       logDir: dirs.logDir,
-      processes: { workers: running.workers, gateway, runners: running.runners, extra: running.extra },
+      processes: {
+        workers: running.workers,
+        gateway: running.gateways[0]!,
+        gateways: running.gateways,
+        runners: running.runners,
+        extra: running.extra,
+      },
       startProcess: async ({ name, script, env }) => {
         const proc = await start(name, script, env);
         running.extra.push(proc);
@@ -183,19 +221,24 @@ interface Running {
   /** Set once stopping begins: exits from then on are expected. */
   stopping: boolean;
   workers: NodeProcess[];
-  gateway?: NodeProcess;
+  /** In the order of their URLs (not of readiness). */
+  gateways: NodeProcess[];
   runners: NodeProcess[];
   extra: NodeProcess[];
+  nats?: Teardown;
   temporal?: Teardown;
   postgres?: Teardown;
-  /** Set for the servers this stack runs itself with their state on disk. */
-  restart?: Partial<Record<'temporal' | 'postgres', () => Promise<void>>>;
+  /** Set for the servers this stack runs itself with their state on disk (NATS keeps none). */
+  restart?: Partial<Record<ServerName, () => Promise<void>>>;
   scratch: string | undefined;
 }
 
-async function restartServer(running: Running, server: 'temporal' | 'postgres'): Promise<void> {
+async function restartServer(running: Running, server: ServerName): Promise<void> {
   const restart = running.restart?.[server];
-  if (!restart) throw new Error(`${server} cannot be restarted: the stack does not run it with restartableServers`);
+  if (!restart) {
+    const why = server === 'nats' ? 'it has one gateway or was given DORMOUSE_NATS_URL' : 'not with restartableServers';
+    throw new Error(`${server} cannot be restarted: the stack does not run it (${why})`);
+  }
   if (running.stopping) throw new Error(`${server} cannot be restarted: the stack is stopping`);
   await restart();
 }
@@ -206,19 +249,45 @@ interface Services {
   temporalUiUrl: string | null;
   namespace: string;
   workflowBundlePath: string;
+  /** For DORMOUSE_NATS_URL; null with one gateway. */
+  natsUrl: string | null;
 }
 
-/** Postgres, Temporal and the workflow bundle, in parallel: they do not depend on each other. */
+/** Postgres, Temporal, NATS and the workflow bundle, in parallel: they do not depend on each other. */
 async function startServices(options: LocalStackOptions, dirs: Directories, running: Running): Promise<Services> {
   // Names for the database and namespace an ephemeral stack makes on servers it was given.
   const suffix = dirs.scratch === undefined ? undefined : randomBytes(4).toString('hex');
-  const [databaseUrl, temporal, workflowBundlePath] = await allSettledOrThrow([
+  const [databaseUrl, temporal, workflowBundlePath, natsUrl] = await allSettledOrThrow([
     startPostgres(options, dirs, running, suffix && `dormouse_${suffix}`),
     startTemporal(options, dirs, running, suffix && `dormouse-${suffix}`),
     writeWorkflowBundle(join(dirs.stateDir, 'workflow-bundle.js')),
+    startNats(options, dirs, running),
   ]);
   await migrate(databaseUrl, options.log);
-  return { databaseUrl, ...temporal, workflowBundlePath };
+  return { databaseUrl, ...temporal, workflowBundlePath, natsUrl };
+}
+
+/** With several gateways: the given NATS (DORMOUSE_NATS_URL), else one of our own. */
+async function startNats(options: LocalStackOptions, dirs: Directories, running: Running): Promise<string | null> {
+  if ((options.gateways ?? 1) === 1) return null;
+  const given = options.config.gateway.natsServers;
+  if (given !== undefined) return given.join(',');
+  const port = await choosePort(options, WELL_KNOWN_PORTS.nats, 'NATS');
+  const logFile = join(dirs.logDir, 'nats.log');
+  const print = options.output?.('nats');
+  const start = () => startNatsServer({ port, logFile, ...(print ? { log: print } : {}) });
+  let server = await start();
+  running.nats = { what: 'stopping NATS', run: () => server.stop() };
+  running.restart = {
+    ...running.restart,
+    nats: async () => {
+      await server.stop();
+      server = await start();
+      options.log.info(`NATS restarted on ${server.url}`);
+    },
+  };
+  options.log.info(`NATS on ${server.url} (log in ${logFile})`);
+  return server.url;
 }
 
 async function startPostgres(
@@ -333,23 +402,25 @@ async function choosePort(options: LocalStackOptions, wellKnown: number, who: st
 
 type StartChild = (name: string, script: string, env?: Record<string, string>) => Promise<NodeProcess>;
 
-/** Workers and the gateway together, then the runners, which connect to the gateway. */
+/** Workers and the gateways together, then the runners, which connect to the gateways. */
 async function startProcesses(
   options: LocalStackOptions,
   dirs: Directories,
   services: Services,
   running: Running,
-): Promise<{ gatewayUrl: string; gateway: NodeProcess; start: StartChild }> {
-  const endpoint = await gatewayEndpoint(options);
+): Promise<{ gatewayUrls: string[]; start: StartChild }> {
+  const endpoints = await gatewayEndpoints(options);
+  const several = endpoints.length > 1;
   const stackEnv: Record<string, string> = {
     DATABASE_URL: services.databaseUrl,
     TEMPORAL_ADDRESS: services.temporalAddress,
     TEMPORAL_NAMESPACE: services.namespace,
-    DORMOUSE_GATEWAY_PORT: String(endpoint.port),
-    DORMOUSE_GATEWAY_URL: endpoint.url,
+    DORMOUSE_GATEWAY_PORT: String(endpoints[0]!.port),
+    DORMOUSE_GATEWAY_URL: endpoints[0]!.url,
     DORMOUSE_WORKFLOW_BUNDLE: services.workflowBundlePath,
     // A local stack is a development stack: no tokens unless the caller sets them.
     DORMOUSE_MODE: 'development',
+    ...(services.natsUrl === null ? {} : { DORMOUSE_NATS_URL: services.natsUrl }),
     ...options.env,
   };
   const start: StartChild = async (name, script, env = {}) => {
@@ -368,28 +439,65 @@ async function startProcesses(
   const workersReady = Array.from({ length: options.workers }, (_, i) =>
     start(`worker-${i + 1}`, WORKER_SCRIPT).then((p) => void running.workers.push(p)),
   );
-  const gatewayReady = start('gateway', GATEWAY_SCRIPT).then((p) => (running.gateway = p));
-  const [gateway] = await allSettledOrThrow([gatewayReady, ...workersReady]);
+  // Distinct ids for this run (a gateway's id owns its hibernating rows; DESIGN §3).
+  const runId = randomBytes(2).toString('hex');
+  const gatewaysReady = endpoints.map(({ port, url }, i) => {
+    const name = several ? `gateway-${i + 1}` : 'gateway';
+    const env: Record<string, string> = several
+      ? { DORMOUSE_GATEWAY_PORT: String(port), DORMOUSE_GATEWAY_URL: url, DORMOUSE_GATEWAY_ID: `${name}-${runId}` }
+      : {};
+    return start(name, GATEWAY_SCRIPT, env).then((p) => void (running.gateways[i] = p));
+  });
+  await allSettledOrThrow([...gatewaysReady, ...workersReady]);
   options.signal?.throwIfAborted();
   const runnerScript = options.runnerScript ?? DEMO_RUNNER_SCRIPT;
+  const urls = endpoints.map((e) => e.url);
   await allSettledOrThrow(
-    Array.from({ length: options.runners }, (_, i) =>
-      start(`runner-${i + 1}`, runnerScript).then((p) => void running.runners.push(p)),
-    ),
+    Array.from({ length: options.runners }, (_, i) => {
+      // Runner i on gateway i mod N, moving on to the others in turn if it goes away.
+      const own = i % urls.length;
+      const env: Record<string, string> = several
+        ? {
+            DORMOUSE_GATEWAY_URL: urls[own]!,
+            DORMOUSE_RUNNER_GATEWAY_URLS: [...urls.slice(own), ...urls.slice(0, own)].join(','),
+          }
+        : {};
+      return start(`runner-${i + 1}`, runnerScript, env).then((p) => void running.runners.push(p));
+    }),
   );
-  return { gatewayUrl: endpoint.url, gateway, start };
+  return { gatewayUrls: urls, start };
 }
 
-async function gatewayEndpoint(options: LocalStackOptions): Promise<{ port: number; url: string }> {
+/**
+ * Where each gateway listens and is reached. `free`: free ports. `well-known`: the configured
+ * port and URL for the first, the next ports (same URL, its port changed) for the others; every
+ * one must be free, because clients are told those URLs.
+ */
+async function gatewayEndpoints(options: LocalStackOptions): Promise<{ port: number; url: string }[]> {
   const { host, port, url } = options.config.gateway;
-  if (options.ports === 'free') {
-    const free = await freePort(host);
-    return { port: free, url: `http://${host}:${free}` };
+  const count = options.gateways ?? 1;
+  const endpoints: { port: number; url: string }[] = [];
+  for (let i = 0; i < count; i++) {
+    if (options.ports === 'free') {
+      const free = await freePort(host);
+      endpoints.push({ port: free, url: `http://${host}:${free}` });
+      continue;
+    }
+    const own = port + i;
+    if (!(await isPortFree(own, host))) {
+      const which = count === 1 ? "the gateway's port" : `gateway ${i + 1}'s port`;
+      throw new Error(`${which} ${own} is in use; stop whatever holds it or set DORMOUSE_GATEWAY_PORT`);
+    }
+    endpoints.push({ port: own, url: i === 0 ? url : withPort(url, own) });
   }
-  if (!(await isPortFree(port, host))) {
-    throw new Error(`the gateway's port ${port} is in use; stop whatever holds it or set DORMOUSE_GATEWAY_PORT`);
-  }
-  return { port, url };
+  return endpoints;
+}
+
+/** `url` with its port replaced (and no trailing slash), e.g. http://127.0.0.1:6420 → …:6421. */
+function withPort(url: string, port: number): string {
+  const parsed = new URL(url);
+  parsed.port = String(port);
+  return parsed.href.replace(/\/$/, '');
 }
 
 function reportUnexpectedExit(proc: NodeProcess, running: Running, log: Logger): void {
@@ -399,8 +507,8 @@ function reportUnexpectedExit(proc: NodeProcess, running: Running, log: Logger):
 }
 
 /**
- * Newest first: extra processes, runners, the gateway, workers (they must still handle what the
- * runners and the gateway report while those shut down), then Temporal and Postgres. Every step is
+ * Newest first: extra processes, runners, the gateways, workers (they must still handle what the
+ * runners and the gateways report while those shut down), then NATS, Temporal and Postgres. Every step is
  * bounded by the stop functions it calls.
  */
 async function stopAll(running: Running, log: Logger): Promise<void> {
@@ -409,9 +517,9 @@ async function stopAll(running: Running, log: Logger): Promise<void> {
   const steps: [string, (() => Promise<unknown>)[]][] = [
     [`stopping ${running.extra.map((p) => p.name).join(', ')}`, stopEach(running.extra)],
     ['stopping runners', stopEach(running.runners)],
-    ['stopping gateway', stopEach(running.gateway ? [running.gateway] : [])],
+    [running.gateways.length > 1 ? 'stopping gateways' : 'stopping gateway', stopEach(running.gateways)],
     ['stopping workers', stopEach(running.workers)],
-    ...[running.temporal, running.postgres]
+    ...[running.nats, running.temporal, running.postgres]
       .filter((t) => t !== undefined)
       .map((t): [string, (() => Promise<unknown>)[]] => [t.what, [() => t.run()]]),
   ];

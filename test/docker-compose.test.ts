@@ -18,6 +18,7 @@ import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_ENV_KEYS, loadConfig, requireGatewayTokens, type Config } from '../src/config.js';
+import { NATS_MAX_PAYLOAD } from '../dev/nats-server.js';
 import { QUEUE_POLL_LIMITS } from '../dev/temporal-server.js';
 import { ACTOR_SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes.js';
 
@@ -27,7 +28,9 @@ const ENV_EXAMPLE = join(ROOT, '.env.example');
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
 
 /** The Dormouse services: built from the Dockerfile, configured by src/config.ts. */
-const DORMOUSE_SERVICES = ['worker', 'gateway', 'runner'] as const;
+const DORMOUSE_SERVICES = ['worker', 'gateway', 'gateway-2', 'runner'] as const;
+/** The gateways, which share NATS (DESIGN §2.1). */
+const GATEWAYS = ['gateway', 'gateway-2'] as const;
 /** Prefixes of the variables that are Dormouse's own settings wherever they appear. */
 const CONFIG_PREFIX = /^(DORMOUSE_|TEMPORAL_|DATABASE_URL$)/;
 /** The Temporal CLI's names for search attribute types. */
@@ -366,20 +369,23 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
     }
   });
 
-  it('runs the gateway in production mode with its tokens, and the runner with its pool’s token', () => {
-    const { gateway, runner } = configs;
-    expect(() => requireGatewayTokens(gateway)).not.toThrow();
+  it('runs every gateway in production mode with its tokens, and the runner with its pool’s token', () => {
+    const { runner } = configs;
     expect(runner.runner.token).toBeDefined();
-    expect(gateway.auth.runnerTokens.get(runner.runner.pool)).toBe(runner.runner.token);
+    for (const name of GATEWAYS) {
+      const gateway = configs[name];
+      expect(() => requireGatewayTokens(gateway), name).not.toThrow();
+      expect(gateway.auth.runnerTokens.get(runner.runner.pool), name).toBe(runner.runner.token);
+      expect(gateway.auth.adminToken, name).not.toBe(dotEnv.POSTGRES_PASSWORD);
+    }
     // docker/init-env.sh wrote the secrets: fresh, and fit for a URL.
     expect(dotEnv.POSTGRES_PASSWORD).toMatch(/^[0-9a-f]{48}$/);
-    expect(gateway.auth.adminToken).not.toBe(dotEnv.POSTGRES_PASSWORD);
   });
 
   it('connects each process to the services of this file', () => {
-    const { worker, gateway, runner } = configs;
+    const { worker, runner } = configs;
     const postgres = resolved.services.postgres!.environment!;
-    for (const config of [worker, gateway]) {
+    for (const config of [worker, ...GATEWAYS.map((name) => configs[name])]) {
       const url = new URL(config.databaseUrl!);
       expect(url.hostname).toBe('postgres');
       expect(decodeURIComponent(url.username)).toBe(postgres.POSTGRES_USER);
@@ -389,12 +395,19 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
       expect(config.temporal.namespace).toBe(resolved.services['temporal-setup']!.environment!.TEMPORAL_NAMESPACE);
     }
     expect(resolved.services['temporal-setup']!.environment!.TEMPORAL_ADDRESS).toBe(worker.temporal.address);
-    // The gateway listens on every interface of its container, on the port it publishes and the
-    // runners dial.
-    expect(gateway.gateway.host).toBe('0.0.0.0');
-    const published = resolved.services.gateway!.ports!.map((p) => Number(p.split(':').at(-1)));
-    expect(published).toContain(gateway.gateway.port);
-    expect(runner.gateway.url).toBe(`http://gateway:${gateway.gateway.port}`);
+    // Each gateway listens on every interface of its container, on the port it publishes and the
+    // runners dial, and is reached at its own service name.
+    for (const name of GATEWAYS) {
+      const { gateway } = configs[name];
+      expect(gateway.host, name).toBe('0.0.0.0');
+      const published = resolved.services[name]!.ports!.map((p) => Number(p.split(':').at(-1)));
+      expect(published, name).toContain(gateway.port);
+      expect(gateway.url, name).toBe(`http://${name}:${gateway.port}`);
+    }
+    // The runner dials the first gateway, then the others (runner failover).
+    const gatewayUrls = GATEWAYS.map((name) => configs[name].gateway.url);
+    expect(runner.gateway.url).toBe(gatewayUrls[0]);
+    expect(runner.runner.gatewayUrls).toEqual(gatewayUrls);
     // The Temporal server reads the same database settings as the schema one-shot.
     const temporalEnv = resolved.services.temporal!.environment!;
     const schemaEnv = resolved.services['temporal-schema']!.environment!;
@@ -406,6 +419,27 @@ describe('docker-compose.yml configures Dormouse with the variables of src/confi
 });
 
 describe('docker-compose.yml runs the fleet as the issue asks', () => {
+  it('runs NATS and two gateways on it, each with an id, a URL and a host port of its own', () => {
+    const nats = raw.services.nats!;
+    expect(nats.image).toMatch(/^nats:\d+\.\d+\.\d+$/);
+    // Every gateway joins the bus at the nats service's client port.
+    for (const name of GATEWAYS) {
+      expect(configs[name].gateway.natsServers, `${name}: DORMOUSE_NATS_URL`).toEqual(['nats://nats:4222']);
+    }
+    const unique = (values: unknown[]) => new Set(values).size === values.length;
+    expect(unique(GATEWAYS.map((name) => configs[name].gateway.id))).toBe(true);
+    expect(GATEWAYS.every((name) => configs[name].gateway.id !== undefined)).toBe(true);
+    expect(unique(GATEWAYS.map((name) => configs[name].gateway.url))).toBe(true);
+    const hostPorts = GATEWAYS.flatMap((name) => raw.services[name]!.ports!.map((p) => p.split(':').slice(-2)[0]));
+    expect(hostPorts).toEqual(['6420', '6421']);
+    // Its configuration: the client port the gateways dial, and messages as large as they send
+    // (dev/nats-server.ts gives every NATS it starts the same limit).
+    const configPath = nats.command![nats.command!.indexOf('--config') + 1]!;
+    const config = readFileSync(join(ROOT, hostPathOf(nats, configPath)!), 'utf8');
+    expect(config).toMatch(/^port: 4222$/m);
+    expect(config).toMatch(new RegExp(`^max_payload: ${NATS_MAX_PAYLOAD}$`, 'm'));
+  });
+
   it('runs three workers, stopped more patiently than their shutdown grace', () => {
     const worker = raw.services.worker!;
     expect(Number(worker.deploy?.replicas)).toBe(3);
@@ -430,7 +464,7 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     expect(registered).toEqual(expected);
   });
 
-  it('uses pinned Debian-based images and never the deprecated auto-setup image', () => {
+  it('uses pinned Debian-based images (NATS: the official static binary) and never the deprecated auto-setup image', () => {
     const images = Object.entries(raw.services).map(([name, s]) => [name, s.image ?? ''] as const);
     for (const [name, image] of images) {
       expect(image, name).not.toMatch(/alpine/i);
@@ -447,6 +481,8 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     }
     expect(raw.services['temporal-ui']!.image).toMatch(/^temporalio\/ui:2\.\d+\.\d+$/);
     expect(raw.services.postgres!.image).toMatch(/^postgres:16\.\d+-bookworm$/);
+    // The default variant of the official image: nats-server alone on scratch, no distribution.
+    expect(raw.services.nats!.image).toMatch(/^nats:\d+\.\d+\.\d+$/);
   });
 
   it('builds a multi-stage image on Debian bookworm Node 20 that runs as a non-root user', () => {
@@ -484,10 +520,15 @@ describe('docker-compose.yml runs the fleet as the issue asks', () => {
     expect(dependsOn('temporal')).toEqual({ 'temporal-schema': 'service_completed_successfully' });
     expect(dependsOn('temporal-setup')).toEqual({ temporal: 'service_healthy' });
     expect(dependsOn('temporal-ui')).toEqual({ temporal: 'service_healthy' });
-    for (const name of ['worker', 'gateway']) {
-      expect(dependsOn(name)).toEqual({
+    expect(dependsOn('worker')).toEqual({
+      postgres: 'service_healthy',
+      'temporal-setup': 'service_completed_successfully',
+    });
+    for (const name of GATEWAYS) {
+      expect(dependsOn(name), name).toEqual({
         postgres: 'service_healthy',
         'temporal-setup': 'service_completed_successfully',
+        nats: 'service_started',
       });
     }
     expect(dependsOn('runner')).toEqual({ gateway: 'service_healthy' });

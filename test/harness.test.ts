@@ -1,8 +1,10 @@
-/** The test harness itself: fresh database and namespace per stack, readiness, stopping. */
+/** The test harness itself: fresh database and namespace per stack, readiness, stopping, NATS. */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createConnection } from 'node:net';
 import { createInterface } from 'node:readline';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCommand } from '../dev/exec.js';
 import { ReadinessError } from '../dev/processes.js';
@@ -117,6 +119,101 @@ describe('test harness', () => {
     expect(rows).toHaveLength(0);
   });
 });
+
+describe('a stack with nats: true', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await createTestStack({ ...NO_PROCESSES, nats: true, runners: [{ script: 'test/fixtures/ready.ts' }] });
+  });
+  afterAll(() => stack?.stop());
+
+  it('runs a NATS server of its own and gives every process its URL', async () => {
+    const nats = stack.nats!;
+    expect(nats.url).toBe(`nats://127.0.0.1:${nats.port}`);
+    expect(nats.running).toBe(true);
+    expect(processEnv(stack.runners[0]!.pid).DORMOUSE_NATS_URL).toBe(nats.url);
+    const client = await connect({ servers: nats.url, timeout: 5_000 });
+    try {
+      expect(await roundTrip(client, 'harness.hello')).toBe('harness.hello');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('stops, kills and starts it again on the same URL, where a client reconnects', async () => {
+    const nats = stack.nats!;
+    const client = await connect({
+      servers: nats.url,
+      timeout: 5_000,
+      reconnectTimeWait: 100,
+      maxReconnectAttempts: -1,
+    });
+    try {
+      for (const down of ['kill', 'stop'] as const) {
+        await nats[down]();
+        expect(nats.running).toBe(false);
+        expect(await accepts(nats.port), `port ${nats.port} after ${down}`).toBe(false);
+        await nats.start();
+        expect(nats.running).toBe(true);
+        expect(await roundTrip(client, `harness.after-${down}`)).toBe(`harness.after-${down}`);
+      }
+      await expect(nats.start()).rejects.toThrow(/already runs/);
+      await nats.restart();
+      expect(await roundTrip(client, 'harness.after-restart')).toBe('harness.after-restart');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('stop() stops the NATS server', async () => {
+    const other = await createTestStack({ ...NO_PROCESSES, nats: true });
+    const { port } = other.nats!;
+    expect(await accepts(port)).toBe(true);
+    await other.stop();
+    expect(await accepts(port)).toBe(false);
+    const plain = await createTestStack(NO_PROCESSES);
+    await plain.stop();
+    expect(plain.nats).toBeUndefined();
+  });
+});
+
+/** Publishes `subject` on a subscription to it (retried while the client reconnects); resolves with what arrived. */
+async function roundTrip(client: NatsConnection, subject: string): Promise<string> {
+  return waitFor(
+    async () => {
+      const sub = client.subscribe(subject, { max: 1, timeout: 1_000 });
+      client.publish(subject, subject);
+      for await (const msg of sub) return msg.string();
+      return undefined;
+    },
+    { timeoutMs: 15_000, intervalMs: 100, message: `a message on ${subject} to come back` },
+  );
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (bounded). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 2_000);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** The environment a process was started with (Linux). */
+function processEnv(pid: number): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .filter(Boolean)
+      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+  );
+}
 
 describe('a child of a process that dies', () => {
   for (const mode of ['exit', 'hang'] as const) {

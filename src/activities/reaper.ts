@@ -1,5 +1,6 @@
 /** The reaper's tick (see workflows/reaper.ts). Every step is idempotent, so a retry is safe. */
 import { actorsOnLostRunners, orphanedActors } from '../db/actors.js';
+import { deleteExpiredSessions } from '../db/client-sessions.js';
 import { trimCommands } from '../db/commands.js';
 import { deleteDeadGateways } from '../db/gateways.js';
 import { deleteDeadGatewayRequests } from '../db/hibernating-requests.js';
@@ -13,6 +14,7 @@ export interface ReapReport {
   signaledActors: number;
   sweptRequests: number;
   forgottenGateways: number;
+  expiredSessions: number;
   forgottenRunners: number;
   trimmedCommands: number;
   restartedOrphans: number;
@@ -41,6 +43,7 @@ export function reaperActivities({ db, client, config, log }: ActivityDeps) {
 
       const sweptRequests = await deleteDeadGatewayRequests(db, t.hibernationThresholdMs);
       const forgottenGateways = await deleteDeadGateways(db, t.hibernationThresholdMs);
+      const expiredSessions = await deleteExpiredSessions(db, t.sessionRetentionMs, t.hibernationThresholdMs);
       // A lost runner's commands are trimmed after the retention; the runner row goes with them.
       const forgottenRunners = await deleteLostRunners(db, t.commandRetentionMs);
       const trimmedCommands = await trimCommands(db, t.commandRetentionMs);
@@ -62,6 +65,7 @@ export function reaperActivities({ db, client, config, log }: ActivityDeps) {
         signaledActors: stranded.length,
         sweptRequests,
         forgottenGateways,
+        expiredSessions,
         forgottenRunners,
         trimmedCommands,
         restartedOrphans,

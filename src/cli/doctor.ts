@@ -1,11 +1,13 @@
 /**
  * `dormouse doctor`: is this installation ready to run actors? Temporal and Postgres reachable,
- * the schema current, the search attributes registered, runners connected. Each check prints ✓
+ * the schema current, the search attributes registered, runners connected, and NATS reachable
+ * when DORMOUSE_NATS_URL is set (several gateways, DESIGN §2.1). Each check prints ✓
  * or ✗ with the reason (or - when what it needs failed); the exit code is 1 unless all passed.
  * Every wait is bounded, so a server that does not answer fails its check instead of hanging.
  */
 import { readdir } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
+import { connect as connectNats } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import pg from 'pg';
@@ -27,6 +29,7 @@ const CHECKS = {
   schema: 'schema current',
   searchAttributes: 'search attributes registered',
   runners: 'runners connected',
+  nats: 'NATS reachable',
 } as const;
 type CheckName = keyof typeof CHECKS;
 
@@ -54,9 +57,9 @@ export async function doctor(options: { json?: boolean }): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
-/** Runs every check; the Temporal ones and the Postgres ones in parallel. */
+/** Runs every check; the Temporal ones, the Postgres ones and NATS in parallel. */
 async function diagnose(config: Config): Promise<DoctorReport> {
-  const results = (await Promise.all([temporalChecks(config), postgresChecks(config)])).flat();
+  const results = (await Promise.all([temporalChecks(config), postgresChecks(config), natsChecks(config)])).flat();
   const order = Object.keys(CHECKS);
   const checks = results.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   return { ok: checks.every((c) => c.status === 'ok'), checks };
@@ -133,6 +136,30 @@ async function searchAttributesCheck(connection: Connection, namespace: string):
     'ok',
     ACTOR_SEARCH_ATTRIBUTES.map(({ name, type }) => `${name} (${type})`).join(', '),
   );
+}
+
+// --- NATS -------------------------------------------------------------------------------------
+
+/** Only with DORMOUSE_NATS_URL: one gateway needs no NATS. Connects (bounded), then closes. */
+async function natsChecks(config: Config): Promise<CheckResult[]> {
+  const servers = config.gateway.natsServers;
+  if (servers === undefined) return [];
+  const where = servers.join(',');
+  try {
+    const connection = await connectNats({
+      servers,
+      name: 'dormouse-doctor',
+      timeout: TIMEOUT_MS,
+      reconnect: false,
+      ignoreClusterUpdates: true,
+    });
+    const version = connection.info?.version;
+    const server = connection.getServer();
+    await connection.close();
+    return [result('nats', 'ok', `${server}${version ? `, nats-server ${version}` : ''}`)];
+  } catch (err) {
+    return [result('nats', 'failed', `cannot connect to ${where}: ${errorMessage(err)} (is nats-server running?)`)];
+  }
 }
 
 // --- Postgres ---------------------------------------------------------------------------------

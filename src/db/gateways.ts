@@ -8,6 +8,10 @@ import type { Queryable } from './pool.js';
  */
 export async function registerGateway(db: Queryable, gatewayId: string, address: string): Promise<void> {
   await db.query('DELETE FROM hibernating_requests WHERE gateway_id = $1', [gatewayId]);
+  // Its old sessions' sockets are gone too: their clients may still resume them, within the retention (H10).
+  await db.query('UPDATE client_sessions SET detached_at = now() WHERE gateway_id = $1 AND detached_at IS NULL', [
+    gatewayId,
+  ]);
   await db.query(
     `INSERT INTO gateways (gateway_id, address) VALUES ($1, $2)
      ON CONFLICT (gateway_id) DO UPDATE SET address = excluded.address, started_at = now(), last_ping_at = now()`,
@@ -53,4 +57,18 @@ export async function deleteDeadGateways(db: Queryable, thresholdMs: number): Pr
     [thresholdMs * 2],
   );
   return rows[0]?.n ?? 0;
+}
+
+/** The other gateways whose heartbeat is within the threshold, with the address each serves on. */
+export async function otherLiveGateways(
+  db: Queryable,
+  gatewayId: string,
+  thresholdMs: number,
+): Promise<{ gatewayId: string; address: string }[]> {
+  const { rows } = await db.query<{ gateway_id: string; address: string }>(
+    `SELECT gateway_id, address FROM gateways
+     WHERE gateway_id <> $1 AND last_ping_at > now() - make_interval(secs => $2::double precision / 1000)`,
+    [gatewayId, thresholdMs],
+  );
+  return rows.map((r) => ({ gatewayId: r.gateway_id, address: r.address }));
 }

@@ -123,3 +123,12 @@ export async function deleteLostRunners(db: Queryable, retentionMs: number): Pro
   );
   return result.rowCount ?? 0;
 }
+
+/** The gateway a runner is connected to right now, if any (the bus routes its frames there). */
+export async function gatewayOfRunner(db: Queryable, runnerId: string): Promise<string | null> {
+  const { rows } = await db.query<{ gateway_id: string | null }>(
+    'SELECT gateway_id FROM runners WHERE runner_id = $1 AND lost_at IS NULL',
+    [runnerId],
+  );
+  return rows[0]?.gateway_id ?? null;
+}

@@ -15,12 +15,18 @@
  * once and in order, keeps the highest delivered, and acknowledges it to the runner that sent it.
  * A socket that hibernates because its generation is stopping still takes that generation's
  * frames (what onStop and onDisconnect send), until the registry says the generation stopped.
+ *
+ * A resumable session (H10, `dormouse.v1`) wraps both ways in numbered frames. Its client
+ * acknowledges the actor's frames, and only what the client acknowledged is acknowledged to the
+ * actor, whose outbox keeps the rest: when the client's socket is lost, the session stays (the
+ * client is "away") until it resumes here or on another gateway, or the retention passes.
  */
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Logger } from '../log.js';
 import { closeReason } from '../protocol/close-reason.js';
-import type { GatewayToRunner, GatewayTunnelMessage } from '../protocol/runner-protocol.js';
+import type { GatewayTunnelFrame, GatewayTunnelMessage } from '../protocol/runner-protocol.js';
+import type { GatewaySessionFrame } from '../protocol/session-protocol.js';
 
 export type SocketPhase = 'opening' | 'active' | 'hibernating' | 'closed';
 
@@ -33,7 +39,7 @@ export interface SocketLimits {
 export interface SocketHost {
   gatewayId: string;
   /** Sends a frame to a runner if it is connected here; false otherwise (the frame stays pending). */
-  sendToRunner: (runnerId: string, frame: GatewayToRunner) => boolean;
+  sendToRunner: (runnerId: string, frame: GatewayTunnelFrame) => boolean;
   log: Logger;
 }
 
@@ -54,8 +60,32 @@ interface PendingMessage {
 
 export type OpenOutcome = 'accepted' | 'not_hosted' | 'refused' | 'closed';
 
-/** What became of an actor frame: handed to the client, already delivered, or past a missing one. */
-export type DeliveryOutcome = 'delivered' | 'duplicate' | 'gap';
+/**
+ * What became of an actor frame: handed to the client, already delivered, past a missing one,
+ * or kept by the actor's outbox while a session's client is away.
+ */
+export type DeliveryOutcome = 'delivered' | 'duplicate' | 'gap' | 'away';
+
+/** How a resumable session (H10) starts: a new one, or one resumed where its client left off. */
+export interface SessionStart {
+  /** The connection's id at the actor; a resumed session continues it. */
+  requestId: string;
+  token: string;
+  /** Resumed: the last actor frame and the last own message acknowledged that the client has. */
+  resumed?: { seq: number; index: number };
+}
+
+interface Session {
+  token: string;
+  /** Whether the client has been told the token (once the actor first accepted the socket). */
+  announced: boolean;
+  /** The highest actor frame the client acknowledged: what the actor's outbox may drop. */
+  clientAckedSeq: number;
+  /** When the client's socket was lost; null while it is there. */
+  awaySince: number | null;
+  /** Actor frames that came before the client was told its session (sent right after). */
+  early: { seq: number; data: string; binary: boolean }[];
+}
 
 /** A runner and actor generation. */
 interface Placement {
@@ -64,7 +94,7 @@ interface Placement {
 }
 
 export class ClientSocket {
-  readonly requestId: string = randomUUID();
+  readonly requestId: string;
   private current: SocketPhase = 'opening';
   private isHibernatable = false;
   /** The runner and actor generation it is attached to (or being opened on). */
@@ -85,6 +115,11 @@ export class ClientSocket {
   /** The stopping generation whose frames a hibernating socket still takes (output only). */
   private outputFrom: Placement | null = null;
   private childLog: Logger | null = null;
+  /** When `resync` last asked the runner to resend. */
+  private resyncedAt = 0;
+  private readonly session: Session | null;
+  /** A session resumed on this socket: it continues a connection the actor already holds. */
+  readonly isResumed: boolean;
 
   constructor(
     readonly actorId: string,
@@ -93,7 +128,72 @@ export class ClientSocket {
     private readonly ws: ClientWs,
     private readonly host: SocketHost,
     private readonly limits: SocketLimits,
-  ) {}
+    session?: SessionStart,
+  ) {
+    const resumed = session?.resumed;
+    this.requestId = session?.requestId ?? randomUUID();
+    this.isResumed = resumed !== undefined;
+    this.session = session
+      ? { token: session.token, announced: false, clientAckedSeq: resumed?.seq ?? 0, awaySince: null, early: [] }
+      : null;
+    if (resumed) {
+      this.deliveredSeq = resumed.seq;
+      this.acked = resumed.index;
+      this.nextIndex = resumed.index + 1;
+    }
+  }
+
+  /** The session's token (H10); null for any other socket. */
+  get sessionToken(): string | null {
+    return this.session?.token ?? null;
+  }
+
+  /** A session whose client has its token: it may resume (H10). */
+  get resumable(): boolean {
+    return this.session?.announced === true;
+  }
+
+  /** Whether the client speaks `dormouse.v1` (H10). */
+  get isSession(): boolean {
+    return this.session !== null;
+  }
+
+  /** The index the client's next message must carry (sessions number their own). */
+  get nextClientIndex(): number {
+    return this.nextIndex;
+  }
+
+  /** When a session's client went away; null while it is there (and for any other socket). */
+  get awaySince(): number | null {
+    return this.session?.awaySince ?? null;
+  }
+
+  /** The session's client socket was lost: the session waits for it to resume. */
+  clientAway(now: number): void {
+    if (this.session) this.session.awaySince ??= now;
+  }
+
+  /** Once the actor first holds the socket, the client gets its token and where both ways stand. */
+  announceSession(): void {
+    const session = this.session;
+    if (!session || session.announced) return;
+    session.announced = true;
+    this.sendToClient({ t: 'session', session: session.token, index: this.acked, seq: this.deliveredSeq });
+    for (const frame of session.early.splice(0)) {
+      this.sendToClient({ t: 'msg', ...frame });
+      this.deliveredSeq = frame.seq;
+    }
+  }
+
+  /** A session's client acknowledges actor frames up to `seq`; false if it never got that far. */
+  clientAcknowledged(seq: number): boolean {
+    if (!this.session || seq > this.deliveredSeq) return false;
+    if (seq <= this.session.clientAckedSeq) return true;
+    this.session.clientAckedSeq = seq;
+    const to = this.attachedTo ? { runnerId: this.attachedTo, generation: this.attachedGeneration } : this.outputFrom;
+    if (to) this.ackOutput(to.runnerId, to.generation);
+    return true;
+  }
 
   get phase(): SocketPhase {
     return this.current;
@@ -184,6 +284,7 @@ export class ClientSocket {
     if (this.current === 'closed') return Promise.resolve('closed');
     this.attach(runnerId, generation);
     this.current = 'opening';
+    this.rewindToClientAck();
     return new Promise((resolve) => {
       this.openWaiter = resolve;
       const sent = this.sendToActor({
@@ -220,7 +321,7 @@ export class ClientSocket {
     this.acknowledge(lastIndex);
     for (const message of this.pending) this.sendPending(message);
     // H9: the host learns what was delivered, so its outbox keeps only what is missing.
-    if (this.deliveredSeq > 0) this.ackOutput(runnerId, generation);
+    if (this.outAckSeq > 0) this.ackOutput(runnerId, generation);
   }
 
   /** hibernating: the actor stopped; hold the connection, resend later. */
@@ -236,6 +337,27 @@ export class ClientSocket {
     for (const message of this.pending) message.sentAt = null;
   }
 
+  /**
+   * Frames between this gateway and the runner, on another gateway, may have been lost on the
+   * bus: the runner is asked to resend what it has not had acknowledged (an open of a connection
+   * it holds does that, H8) and the pending messages go again. At most once per `minIntervalMs`.
+   */
+  resync(now: number, minIntervalMs: number): void {
+    if (this.current !== 'active' || now - this.resyncedAt < minIntervalMs) return;
+    this.resyncedAt = now;
+    this.rewindToClientAck();
+    this.sendToActor({
+      kind: 'wsOpen',
+      gatewayId: this.host.gatewayId,
+      path: this.path,
+      headers: this.headers,
+      lastIndex: this.acked,
+      lastOutSeq: this.deliveredSeq,
+      offer: true,
+    });
+    this.resend();
+  }
+
   /** The runner came back (same generation): what it may have missed goes again; it drops duplicates. */
   resend(): void {
     if (this.current !== 'active') return;
@@ -246,6 +368,7 @@ export class ClientSocket {
     if (index <= this.acked) return;
     this.acked = index;
     while (this.pending[0] && this.pending[0].index <= index) this.pendingBytes -= this.pending.shift()!.bytes;
+    if (this.session?.announced) this.sendToClient({ t: 'ack', index });
   }
 
   /** Output sent to the client that it has not read yet. */
@@ -265,14 +388,45 @@ export class ClientSocket {
    * past the next one is not delivered (the host resends in order from its outbox).
    */
   deliver(runnerId: string, generation: number, seq: number, data: string, binary: boolean): DeliveryOutcome {
-    if (seq > this.deliveredSeq + 1) return 'gap';
-    const outcome = seq === this.deliveredSeq + 1 ? 'delivered' : 'duplicate';
+    const session = this.session;
+    const next = this.deliveredSeq + 1 + (session?.early.length ?? 0);
+    if (seq > next) return 'gap';
+    if (session && this.ws.readyState !== this.ws.OPEN) return 'away';
+    const outcome = seq === next ? 'delivered' : 'duplicate';
     if (outcome === 'delivered') {
-      if (this.ws.readyState === this.ws.OPEN) this.ws.send(binary ? Buffer.from(data, 'base64') : data, { binary });
-      this.deliveredSeq = seq;
+      if (!session) {
+        if (this.ws.readyState === this.ws.OPEN) this.ws.send(binary ? Buffer.from(data, 'base64') : data, { binary });
+        this.deliveredSeq = seq;
+      } else if (!session.announced) {
+        session.early.push({ seq, data, binary }); // the client hears its session first
+      } else {
+        this.sendToClient({ t: 'msg', seq, data, binary });
+        this.deliveredSeq = seq;
+      }
     }
-    this.ackOutput(runnerId, generation);
+    // A session's client acknowledges for itself; a plain socket's frame is done once handed over.
+    if (!this.session || outcome === 'duplicate') this.ackOutput(runnerId, generation);
     return outcome;
+  }
+
+  /**
+   * A session counts as delivered only what its client acknowledged when it asks the runner to
+   * resend (the client drops what it already has): the runner's outbox drops what the open says
+   * was delivered, and a connection the actor lost numbers its next frame after it.
+   */
+  private rewindToClientAck(): void {
+    if (!this.session) return;
+    this.deliveredSeq = this.session.clientAckedSeq;
+    this.session.early.length = 0;
+  }
+
+  private sendToClient(frame: GatewaySessionFrame): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  /** What the actor's outbox may drop: what was handed over, or for a session what its client has. */
+  private get outAckSeq(): number {
+    return this.session ? this.session.clientAckedSeq : this.deliveredSeq;
   }
 
   /** Acknowledges the highest delivered seq, once per turn of the event loop however many frames came. */
@@ -283,14 +437,15 @@ export class ClientSocket {
     setImmediate(() => {
       const to = this.outAckTo;
       this.outAckTo = null;
-      if (!to || this.deliveredSeq === 0) return;
+      const seq = this.outAckSeq;
+      if (!to || seq === 0) return;
       const { requestId, actorId } = this;
       this.host.sendToRunner(to.runnerId, {
         type: 'tunnel',
         requestId,
         actorId,
         generation: to.generation,
-        message: { kind: 'wsOutAck', seq: this.deliveredSeq },
+        message: { kind: 'wsOutAck', seq },
       });
     });
   }

@@ -8,14 +8,16 @@
  * deletes its row (H4). Runner frames reach it only once the tunnel has checked that the runner
  * speaks for the socket.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.js';
 import { getActor, getActors } from '../db/actors.js';
+import { deleteSession, detachSession, insertSession } from '../db/client-sessions.js';
 import { countLiveHibernatingRequests } from '../db/hibernating-requests.js';
 import type { ActorStateNotice } from '../db/channels.js';
-import type { Queryable } from '../db/pool.js';
+import type { Db } from '../db/pool.js';
 import {
   ActorDestroyed,
   ActorNotFound,
@@ -27,28 +29,33 @@ import {
 } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ClientCloseCode } from '../protocol/client-close-codes.js';
-import type { GatewayToRunner, RunnerToGateway, RunnerTunnelFrame } from '../protocol/runner-protocol.js';
+import type { GatewayTunnelFrame, RunnerTunnelFrame, WsRestored } from '../protocol/runner-protocol.js';
+import { parseClientSessionFrame, SESSION_SUBPROTOCOL } from '../protocol/session-protocol.js';
 import { wsBuffer } from '../util/ws-data.js';
 import type { ActorRouter } from './actor-router.js';
-import { ClientSocket, type OpenOutcome } from './client-socket.js';
+import { ClientSocket, type OpenOutcome, type SessionStart } from './client-socket.js';
 import type { HibernationRegistry } from './hibernation-registry.js';
 import { rejectUpgrade } from './reject-upgrade.js';
+import { awaitSessionStart } from './session-start.js';
 import type { HeldRequest } from './speaks-for.js';
 import type { Waker } from './wakes.js';
 
 export interface HubDeps {
-  db: Queryable;
+  db: Db;
   config: Config;
   log: Logger;
   gatewayId: string;
   router: ActorRouter;
   waker: Waker;
   registry: HibernationRegistry;
-  /** Sends a frame to a runner connected to this gateway; false if it is not. */
-  sendToRunner: (runnerId: string, frame: GatewayToRunner) => boolean;
+  /** Sends a frame to a runner, wherever it is connected; false if it is connected nowhere known. */
+  sendToRunner: (runnerId: string, frame: GatewayTunnelFrame) => boolean;
+  /** Whether the runner is connected to this gateway (else frames with it cross the bus). */
+  isLocalRunner: (runnerId: string) => boolean;
+  /** A session was resumed here: the gateway that held it before lets its old socket go (H10). */
+  announceSessionTaken: (requestId: string) => void;
 }
 
-type Restored = Extract<RunnerToGateway, { type: 'wsRestored' }>;
 type ActorFrame = Extract<RunnerTunnelFrame['message'], { kind: 'wsMessage' }>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -57,6 +64,8 @@ const HANDSHAKE_HEADERS = /^(connection|upgrade|sec-websocket-.*|content-length|
 const TICK_MS = 500;
 /** Actors re-read per query when notices may have been missed. */
 const RESYNC_BATCH = 1000;
+/** The shortest time between two requests that a runner on another gateway resend to one socket. */
+const REMOTE_RESYNC_INTERVAL_MS = 1000;
 
 export class ClientSocketHub {
   private readonly wss: WebSocketServer;
@@ -68,10 +77,17 @@ export class ClientSocketHub {
   private pendingBytes = 0;
   /** Whether the budget is exceeded and no client socket is read. */
   private readingPaused = false;
+  /** Sessions (H10) whose row this gateway wrote and holds. */
+  private readonly sessionRows = new Set<string>();
 
   constructor(private readonly deps: HubDeps) {
     this.log = deps.log.child({ part: 'client-sockets' });
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: deps.config.gateway.maxMessageBytes });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: deps.config.gateway.maxMessageBytes,
+      // H10: a client asking for resumable sessions gets them; any other subprotocol is not ours.
+      handleProtocols: (offered) => (offered.has(SESSION_SUBPROTOCOL) ? SESSION_SUBPROTOCOL : false),
+    });
     this.ticker = setInterval(() => this.enforceDeadlines(), TICK_MS);
     this.ticker.unref();
   }
@@ -111,8 +127,26 @@ export class ClientSocketHub {
   }
 
   private accept(ws: WebSocket, actorId: string, path: string, headers: Record<string, string>): void {
+    if (ws.protocol !== SESSION_SUBPROTOCOL) return void this.attach(ws, actorId, path, headers);
+    const { db, gatewayId, config } = this.deps;
+    const deps = { db, gatewayId, retentionMs: config.timing.sessionRetentionMs };
+    void awaitSessionStart(ws, actorId, randomUUID(), deps).then((started) => {
+      if (!started) return;
+      const socket = this.attach(ws, actorId, path, headers, started.start);
+      for (const { data, isBinary } of started.early) this.onClientMessage(socket, data, isBinary);
+    });
+  }
+
+  private attach(
+    ws: WebSocket,
+    actorId: string,
+    path: string,
+    headers: Record<string, string>,
+    session?: SessionStart,
+  ): ClientSocket {
     const host = { gatewayId: this.deps.gatewayId, sendToRunner: this.deps.sendToRunner, log: this.log };
-    const socket = new ClientSocket(actorId, path, headers, ws, host, this.deps.config.gateway);
+    const socket = new ClientSocket(actorId, path, headers, ws, host, this.deps.config.gateway, session);
+    if (session?.resumed) this.onSessionTaken(socket.requestId);
     this.sockets.set(socket.requestId, socket);
     let set = this.byActor.get(actorId);
     if (!set) this.byActor.set(actorId, (set = new Set()));
@@ -121,8 +155,27 @@ export class ClientSocketHub {
     ws.on('message', (data, isBinary) => this.onClientMessage(socket, wsBuffer(data), isBinary));
     ws.on('close', (code, reason) => void this.onClientClose(socket, code, reason.toString()));
     ws.on('error', (err) => this.log.debug({ ...ids(socket), err: err.message }, 'client socket error'));
-    this.log.debug({ ...ids(socket), path }, 'client socket opened');
+    this.log.debug(
+      { ...ids(socket), path, session: socket.isSession, resumed: !!session?.resumed },
+      'client socket opened',
+    );
+    if (session?.resumed) this.deps.announceSessionTaken(socket.requestId);
     void this.open(socket);
+    return socket;
+  }
+
+  /**
+   * H10: the session was resumed on another socket (here or on another gateway). The old one
+   * goes quietly: the actor keeps the connection, and its row moved with the session.
+   */
+  onSessionTaken(requestId: string): void {
+    const old = this.sockets.get(requestId);
+    if (!old) return;
+    old.closeClient(ClientCloseCode.SessionResumed, 'the session was resumed on another socket');
+    this.forget(old);
+    this.sessionRows.delete(requestId);
+    void this.deps.registry.unregister(old.requestId, old.log);
+    old.log.info('session resumed elsewhere; its old socket let go');
   }
 
   /** Routes the open to the running actor (waking it); a failure closes the client with its code. */
@@ -130,7 +183,8 @@ export class ClientSocketHub {
     try {
       await this.deps.router.route(socket.actorId, 'websocket', async (actor) => {
         if (socket.phase !== 'opening') return; // closed meanwhile, or restored by a start
-        const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, false);
+        // A resumed session continues a connection the actor holds: offered, it is not opened anew.
+        const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, socket.isResumed);
         if (outcome === 'not_hosted')
           throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
       });
@@ -160,6 +214,32 @@ export class ClientSocketHub {
 
   private onClientMessage(socket: ClientSocket, data: Buffer, binary: boolean): void {
     if (socket.phase === 'closed') return;
+    if (socket.isSession) return this.onSessionFrame(socket, data, binary);
+    this.takeClientMessage(socket, data, binary);
+  }
+
+  /** H10: a session's frame: a numbered message, or an acknowledgement of the actor's frames. */
+  private onSessionFrame(socket: ClientSocket, raw: Buffer, binary: boolean): void {
+    const parsed = binary ? null : parseClientSessionFrame(raw.toString('utf8'));
+    if (!parsed?.ok) return this.sessionProtocolError(socket, parsed ? parsed.error : 'binary frame');
+    const frame = parsed.message;
+    if (frame.t === 'ack') {
+      if (!socket.clientAcknowledged(frame.seq))
+        this.sessionProtocolError(socket, `acknowledged frame ${frame.seq}, never sent`);
+      return;
+    }
+    if (frame.t !== 'msg') return this.sessionProtocolError(socket, `${frame.t} after the session started`);
+    if (frame.index !== socket.nextClientIndex)
+      return this.sessionProtocolError(socket, `expected message ${socket.nextClientIndex}, got ${frame.index}`);
+    this.takeClientMessage(socket, Buffer.from(frame.data, frame.binary ? 'base64' : 'utf8'), frame.binary);
+  }
+
+  private sessionProtocolError(socket: ClientSocket, error: string): void {
+    socket.log.warn({ error }, 'session protocol error; closing the client');
+    this.closeByGateway(socket, ClientCloseCode.SessionProtocolError, error);
+  }
+
+  private takeClientMessage(socket: ClientSocket, data: Buffer, binary: boolean): void {
     if (!this.trackPending(socket, () => socket.takeClientMessage(data, binary))) {
       const { frames, bytes } = socket.pendingSummary;
       socket.log.warn({ frames, bytes }, 'pending limit reached; closing the client');
@@ -168,12 +248,17 @@ export class ClientSocketHub {
     if (socket.phase === 'hibernating') this.wakeFor(socket);
   }
 
-  /** The client closed: the row goes; the actor hears now if it holds the socket, else at its next start. */
+  /**
+   * The client closed: the row goes; the actor hears now if it holds the socket, else at its next
+   * start. A session whose socket was lost (no close frame: 1006) waits for its client to resume.
+   */
   private async onClientClose(socket: ClientSocket, code: number, reason: string): Promise<void> {
     const phase = socket.phase;
     if (phase === 'closed') return this.forget(socket);
+    if (socket.resumable && code === 1006) return this.sessionAway(socket);
     socket.closeClient(code, reason);
     this.forget(socket);
+    this.endSession(socket);
     await this.deps.registry.unregister(socket.requestId, socket.log);
     this.log.debug({ ...ids(socket), code, phase }, 'client closed');
     if (phase === 'active' || phase === 'opening') socket.tellActorClosed(closeCodeForActor(code), reason);
@@ -217,8 +302,20 @@ export class ClientSocketHub {
       return socket.log.debug({ seq: message.seq }, 'actor frame already delivered; dropped');
     if (socket.phase !== 'active')
       return socket.log.debug({ seq: message.seq }, 'actor frame past a missing one; dropped');
+    if (!this.deps.isLocalRunner(runnerId)) {
+      // Lost on the bus, not by the actor: its outbox still has it.
+      socket.log.debug({ seq: message.seq, runnerId }, 'actor frame past a missing one; asking the runner to resend');
+      return socket.resync(Date.now(), REMOTE_RESYNC_INTERVAL_MS);
+    }
     socket.log.warn({ seq: message.seq, runnerId, generation }, 'actor frame past a missing one; closing the client');
     this.closeByGateway(socket, ClientCloseCode.MessageGap, 'an actor frame was lost');
+  }
+
+  /** Bus messages may have been lost: every socket attached to a runner on another gateway re-synchronises. */
+  resyncRemote(): void {
+    const now = Date.now();
+    for (const socket of this.sockets.values())
+      if (socket.runnerId && !this.deps.isLocalRunner(socket.runnerId)) socket.resync(now, 0);
   }
 
   /** A runner (re)connected: whatever its active sockets sent may have been lost with the old socket. */
@@ -248,11 +345,50 @@ export class ClientSocketHub {
         return this.closeAccepted(socket, ClientCloseCode.ActorUnavailable, 'could not register the connection');
       }
     }
+    if (socket.isSession && !(await this.recordSession(socket))) return;
     if (socket.phase !== 'opening') return registry.unregister(socket.requestId, socket.log); // closed while registering
     if (!hibernatable) await registry.unregister(socket.requestId, socket.log); // an offer taken as ordinary
     socket.activate(runnerId, socket.generation, socket.lastAcked);
     socket.settleOpen('accepted');
+    socket.announceSession();
     this.log.debug({ ...ids(socket), hibernatable, generation: socket.generation }, 'client socket accepted');
+  }
+
+  /**
+   * H10: a new session's row goes in before its client learns the token (a resumed one's row
+   * moved here already). False, the socket closed, if it could not be written.
+   */
+  private async recordSession(socket: ClientSocket): Promise<boolean> {
+    const token = socket.sessionToken;
+    if (socket.isResumed || this.sessionRows.has(socket.requestId) || !token) return true;
+    try {
+      const { db, gatewayId } = this.deps;
+      await insertSession(db, { requestId: socket.requestId, actorId: socket.actorId, gatewayId, token });
+      this.sessionRows.add(socket.requestId);
+      return true;
+    } catch (err) {
+      socket.log.error({ err }, 'recording the session failed');
+      this.closeAccepted(socket, ClientCloseCode.ActorUnavailable, 'could not record the session');
+      return false;
+    }
+  }
+
+  /** H10: the session's client socket was lost; the session stays for the retention. */
+  private sessionAway(socket: ClientSocket): void {
+    socket.clientAway(Date.now());
+    socket.log.info('session client away; waiting for it to resume');
+    detachSession(this.deps.db, socket.requestId, this.deps.gatewayId).catch((err: unknown) =>
+      socket.log.error({ err }, 'recording the lost session socket failed'),
+    );
+  }
+
+  /** H10: the session ended for good (its client closed it, the actor did, or the gateway). */
+  private endSession(socket: ClientSocket): void {
+    if (!socket.isSession) return;
+    this.sessionRows.delete(socket.requestId);
+    deleteSession(this.deps.db, socket.requestId, this.deps.gatewayId).catch((err: unknown) =>
+      socket.log.error({ err }, 'deleting the session failed'),
+    );
   }
 
   /**
@@ -274,16 +410,17 @@ export class ClientSocketHub {
 
   /**
    * A start of the actor reports what it restored (H5). Those sockets resume where the actor
-   * left off; restored requests this gateway no longer holds are closed toward the actor; this
-   * gateway's other sockets for the actor are offered to it (H8).
+   * left off; restored requests that were this gateway's (`wasMine`: its row was in the start's
+   * snapshot) and that it no longer holds are closed toward the actor; this gateway's other
+   * sockets for the actor are offered to it (H8).
    */
-  onRestored(runnerId: string, message: Restored): void {
+  onRestored(runnerId: string, message: WsRestored, wasMine: (requestId: string) => boolean): void {
     const { actorId, generation } = message;
     const restored = new Map(message.requests.map((r) => [r.requestId, r.lastIndex]));
     const sockets = [...(this.byActor.get(actorId) ?? [])];
     const held = new Set(sockets.map((s) => s.requestId));
     for (const requestId of restored.keys()) {
-      if (held.has(requestId)) continue;
+      if (held.has(requestId) || !wasMine(requestId)) continue;
       this.deps.sendToRunner(runnerId, {
         type: 'tunnel',
         requestId,
@@ -315,6 +452,7 @@ export class ClientSocketHub {
   private async closeByActor(socket: ClientSocket, code: number, reason: string): Promise<void> {
     socket.closeClient(code, reason);
     this.forget(socket);
+    this.endSession(socket);
     await this.deps.registry.unregister(socket.requestId, socket.log);
     this.log.debug({ ...ids(socket), code, reason }, 'closed by the actor');
   }
@@ -392,6 +530,7 @@ export class ClientSocketHub {
     const phase = socket.phase;
     socket.closeClient(code, reason);
     this.forget(socket);
+    this.endSession(socket);
     void this.deps.registry.unregister(socket.requestId, socket.log);
     if (tellActor && phase === 'active') socket.tellActorClosed(code, reason);
     socket.log.info({ code, reason }, 'client socket closed by the gateway');
@@ -448,9 +587,13 @@ export class ClientSocketHub {
   /** Acknowledgement and wake timeouts (DESIGN §5 limits). */
   private enforceDeadlines(): void {
     const now = Date.now();
-    const { ackTimeoutMs } = this.deps.config.timing;
+    const { ackTimeoutMs, sessionRetentionMs } = this.deps.config.timing;
     for (const socket of [...this.sockets.values()]) {
-      if (socket.ackOverdue(now, ackTimeoutMs)) {
+      const awaySince = socket.awaySince;
+      if (awaySince !== null && now - awaySince > sessionRetentionMs) {
+        socket.log.info('session not resumed within the retention; ended');
+        this.closeByGateway(socket, ClientCloseCode.GoingAway, 'the session was not resumed in time');
+      } else if (socket.ackOverdue(now, ackTimeoutMs)) {
         this.closeByGateway(socket, ClientCloseCode.AckTimeout, 'the actor did not acknowledge a message in time');
       } else if (socket.wakeOverdue(now)) {
         this.closeWithError(socket, new ActorUnavailable('the actor did not wake in time'));
@@ -470,12 +613,24 @@ export class ClientSocketHub {
     }
   }
 
-  /** Gateway shutdown: every client is told to go away. */
-  close(): void {
+  /**
+   * Gateway shutdown: every client is told to go away. Sessions stay: the actor keeps their
+   * connections, and their clients resume on another gateway within the retention (H10).
+   */
+  async close(): Promise<void> {
     clearInterval(this.ticker);
-    for (const socket of [...this.sockets.values()])
-      this.closeByGateway(socket, ClientCloseCode.GoingAway, 'gateway shutting down');
+    const detached: Promise<void>[] = [];
+    for (const socket of [...this.sockets.values()]) {
+      if (!socket.isSession) {
+        this.closeByGateway(socket, ClientCloseCode.GoingAway, 'gateway shutting down');
+        continue;
+      }
+      socket.closeClient(ClientCloseCode.GoingAway, 'gateway shutting down; resume on another');
+      this.forget(socket);
+      detached.push(detachSession(this.deps.db, socket.requestId, this.deps.gatewayId));
+    }
     this.wss.close();
+    await Promise.allSettled(detached);
   }
 }
 

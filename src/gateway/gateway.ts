@@ -12,6 +12,7 @@ import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { connectClient } from '../temporal-client.js';
+import { checkFleetBus } from './fleet-bus-check.js';
 import { GatewayHeartbeat } from './heartbeat.js';
 import { GatewayMetrics } from './metrics.js';
 import { errorHandler, notFoundHandler } from './errors.js';
@@ -49,6 +50,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
     onWake: (actorId, trigger) => metrics.wakeRequested(actorId, trigger),
   });
   metrics.watchSockets(() => tunnel.stats());
+  const { natsServers } = config.gateway;
+  await checkFleetBus(db, gatewayId, natsServers !== undefined, config.timing.hibernationThresholdMs);
+  if (natsServers) await tunnel.joinBus(natsServers);
   const listener = new NotificationListener(config.databaseUrl, log, () => tunnel.onNotificationsLost());
   listener.on(COMMANDS_CHANNEL, (runnerId) => tunnel.runners.onCommandsQueued(runnerId));
   listener.on(ACTOR_STATE_CHANNEL, (payload) => {
@@ -65,6 +69,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Running
   app.get('/healthz', async () => ({
     ok: true,
     gatewayId,
+    bus: natsServers ? 'nats' : 'none',
     runners: tunnel.runners.connections().length,
     waiting: tunnel.waiting,
     ...tunnel.stats(),

@@ -54,6 +54,8 @@ export class RunnerConnection implements SpeakingRunner {
   private readonly sent = new Set<string>();
   /** Per actor, the generation whose StartActor this connection delivered last. */
   private readonly started = new Map<string, number>();
+  /** Per actor, the gateway of each request in the snapshot of that start, until it reports what it restored. */
+  private readonly snapshots = new Map<string, { generation: number; holders: Map<string, string> }>();
   private delivering: Promise<void> | null = null;
   private deliverAgain = false;
   /** Events go to their workflows in order per actor; actors proceed independently. */
@@ -79,6 +81,17 @@ export class RunnerConnection implements SpeakingRunner {
 
   startedHere(actorId: string, generation: number): boolean {
     return this.started.get(actorId) === generation;
+  }
+
+  /**
+   * The gateway holding each request of the snapshot this connection delivered with that start
+   * (taken once: the start's restore report is its only reader); empty if it delivered none.
+   */
+  takeSnapshotHolders(actorId: string, generation: number): Map<string, string> {
+    const snapshot = this.snapshots.get(actorId);
+    if (snapshot?.generation !== generation) return new Map();
+    this.snapshots.delete(actorId);
+    return snapshot.holders;
   }
 
   /** Milliseconds since the runner's last ping; the endpoint closes silent runners. */
@@ -128,7 +141,10 @@ export class RunnerConnection implements SpeakingRunner {
     if (fresh.length === 0 || this.closed) return;
     for (const c of fresh) {
       this.sent.add(commandKey(c));
-      if (c.command.kind === 'startActor') this.started.set(c.actorId, c.generation);
+      if (c.command.kind !== 'startActor') continue;
+      this.started.set(c.actorId, c.generation);
+      const holders = new Map(c.command.hibernatingRequests.map((r) => [r.requestId, r.gatewayId]));
+      this.snapshots.set(c.actorId, { generation: c.generation, holders });
     }
     this.send({ type: 'commands', commands: fresh });
     this.log.debug({ count: fresh.length }, 'commands delivered');

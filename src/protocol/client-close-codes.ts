@@ -11,6 +11,14 @@ export const ClientCloseCode = {
   ServiceRestart: 1012,
   /** The actor refused the connection. */
   Rejected: 4400,
+  /** H10: no session with that token (never given, or ended for good): open a new one. */
+  SessionInvalid: 4401,
+  /** H10: a frame broke the `dormouse.v1` rules (see protocol/session-protocol.ts); the reason says which. */
+  SessionProtocolError: 4402,
+  /** H10: the session's socket was lost longer ago than the retention: open a new one. */
+  SessionExpired: 4411,
+  /** H10: the session was resumed on another socket; this one is no longer it. */
+  SessionResumed: 4415,
   /** No such actor. */
   ActorNotFound: 4404,
   /**

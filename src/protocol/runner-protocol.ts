@@ -50,8 +50,12 @@ export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often a runner pings, unless the gateway says otherwise in its welcome (DORMOUSE_RUNNER_PING_MS). */
 export const DEFAULT_PING_INTERVAL_MS = 3_000;
-/** A runner that hears no pong for this many ping intervals takes its socket for dead and reconnects. */
-export const PONG_SILENCE_INTERVALS = 5;
+/**
+ * A runner that hears no pong for this many ping intervals takes its socket for dead and
+ * reconnects (to another gateway if it has several). With the defaults that is 9–12 s, inside
+ * the 15 s runner-lost threshold: a runner whose gateway froze moves before its actors are lost.
+ */
+export const PONG_SILENCE_INTERVALS = 3;
 /** How long a runner waits for the answer to a KV request. */
 export const KV_TIMEOUT_MS = 30_000;
 /** A runner's settings when its options say nothing; the configuration (config.ts) has the same defaults. */
@@ -181,14 +185,16 @@ const closeText = z.string().max(123);
  */
 
 /** Gateway → runner, about one request. */
+export const httpRequestMessage = z.strictObject({
+  kind: z.literal('httpRequest'),
+  method: z.string().min(1).max(16),
+  path: z.string().min(1),
+  headers,
+  body: base64.nullable(),
+});
+
 export const gatewayTunnelMessage = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('httpRequest'),
-    method: z.string().min(1).max(16),
-    path: z.string().min(1),
-    headers,
-    body: base64.nullable(),
-  }),
+  httpRequestMessage,
   /**
    * A client WebSocket for the actor. `offer` is true when the gateway offers, after a start, a
    * hibernating connection that the start's snapshot missed (H8); `lastIndex` is the last client
@@ -217,13 +223,15 @@ export const gatewayTunnelMessage = z.discriminatedUnion('kind', [
 export type GatewayTunnelMessage = z.infer<typeof gatewayTunnelMessage>;
 
 /** Runner → gateway, about one request. */
+export const httpResponseMessage = z.strictObject({
+  kind: z.literal('httpResponse'),
+  status: z.number().int().min(100).max(599),
+  headers,
+  body: base64.nullable(),
+});
+
 export const runnerTunnelMessage = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('httpResponse'),
-    status: z.number().int().min(100).max(599),
-    headers,
-    body: base64.nullable(),
-  }),
+  httpResponseMessage,
   /** The actor generation is not (or no longer) running on this runner: the gateway waits for the next one. */
   z.strictObject({ kind: z.literal('notHosted'), message: z.string().max(4096) }),
   /** The actor accepted a WebSocket; a hibernatable one has its metadata persisted already. */
@@ -251,6 +259,18 @@ export type TunnelAddress = Pick<GatewayTunnelFrame, 'requestId' | 'actorId' | '
 /** One kind of tunnel message, e.g. `TunnelMessage<GatewayTunnelMessage, 'wsOpen'>`. */
 export type TunnelMessage<M extends { kind: string }, K extends M['kind']> = Extract<M, { kind: K }>;
 
+/**
+ * Sent on start, before the actor reports running: the snapshot's requests it restored, with the
+ * last index each had processed. The gateway resends what follows and offers the rest (H5, H8).
+ */
+export const wsRestored = z.strictObject({
+  type: z.literal('wsRestored'),
+  actorId,
+  generation,
+  requests: z.array(z.strictObject({ requestId, lastIndex: z.number().int().min(0) })).max(100_000),
+});
+export type WsRestored = z.infer<typeof wsRestored>;
+
 export const runnerToGateway = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('hello'),
@@ -275,16 +295,7 @@ export const runnerToGateway = z.discriminatedUnion('type', [
   runnerTunnelFrame,
   /** The runner is shutting down: allocate nothing more to it; it stops its actors next. */
   z.strictObject({ type: z.literal('drain') }),
-  /**
-   * Sent on start, before the actor reports running: the snapshot's requests it restored, with the
-   * last index each had processed. The gateway resends what follows and offers the rest (H5, H8).
-   */
-  z.strictObject({
-    type: z.literal('wsRestored'),
-    actorId,
-    generation,
-    requests: z.array(z.strictObject({ requestId, lastIndex: z.number().int().min(0) })).max(100_000),
-  }),
+  wsRestored,
 ]);
 export type RunnerToGateway = z.infer<typeof runnerToGateway>;
 

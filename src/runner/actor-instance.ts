@@ -333,6 +333,16 @@ export class ActorInstance {
     await this.guarded(async () => {
       const known = this.connections.get(requestId);
       if (known) {
+        const lastSent = known.record.outSeq ?? 0;
+        if (message.lastOutSeq > lastSent) {
+          // A resumed session (H10) claiming frames this connection never sent: it would miss
+          // the ones it does not have, numbered as if it had them.
+          known.close(
+            ClientCloseCode.SessionProtocolError,
+            `resumed after frame ${message.lastOutSeq}, but the last frame sent was ${lastSent}`,
+          );
+          return;
+        }
         this.host.send(this.tunnel(known.id, { kind: 'wsOpenAck', hibernatable: known.hibernatable }));
         // The gateway missed this start's restore report, and so the outbox resent with it.
         this.outAcked(known.id, message.lastOutSeq);

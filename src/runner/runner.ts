@@ -2,7 +2,9 @@
  * The runner: a user process that hosts actors. It connects to a gateway, applies the commands
  * its queue delivers (each once, in order per actor), reports actor events, and serves tunnelled
  * requests. A runner id names one process's life: a restarted process is a new runner, and its
- * predecessor's actors move when the reaper declares it lost.
+ * predecessor's actors move when the reaper declares it lost. A reconnect, to the same gateway or
+ * another one, is the same runner: it keeps its actors (the welcome names any the registry moved
+ * meanwhile) and resends whatever the lost socket left unacknowledged.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -23,12 +25,17 @@ import { KeyedQueue } from '../util/keyed-queue.js';
 import { ActorInstance, type RunnerFaults } from './actor-instance.js';
 import type { AnyActorDefinition } from './define-actor.js';
 import { EventOutbox } from './event-outbox.js';
-import { GatewayLink, type Welcome } from './gateway-link.js';
+import { GatewayLink, runnerConnectUrls, type Welcome } from './gateway-link.js';
 import { KvClient } from './kv-client.js';
 
 export interface RunnerOptions {
-  /** The gateway's base URL, e.g. `http://127.0.0.1:6420`. */
-  gatewayUrl: string;
+  /**
+   * The gateway's base URL, e.g. `http://127.0.0.1:6420`; or several gateways' (DESIGN §2.1), its
+   * own first. The runner connects to the first that answers, in this order; when its gateway
+   * goes away it moves to the next one at once (cycling through all, with backoff once every one
+   * has failed) and keeps its actors. Each must be an http(s) URL: `createRunner` throws otherwise.
+   */
+  gatewayUrl: string | readonly string[];
   actors: AnyActorDefinition[];
   name?: string;
   pool?: string;
@@ -45,7 +52,7 @@ export interface RunnerOptions {
 
 export interface Runner {
   readonly runnerId: string;
-  /** Resolves once connected to the gateway. */
+  /** Resolves once connected to a gateway (the first of `gatewayUrl` that answers). */
   start(): Promise<void>;
   /** Graceful: drain, stop every actor (they move to other runners), then disconnect. */
   stop(): Promise<void>;
@@ -74,13 +81,12 @@ class ActorRunner implements Runner {
     if (options.actors.length === 0) throw new Error('a runner must host at least one actor type');
     this.definitions = new Map(options.actors.map((d) => [d.name, d]));
     this.log = (options.log ?? pino({ level: 'info' })).child({ runnerId: this.runnerId });
-    const url = new URL('/runners/connect', options.gatewayUrl);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const urls = runnerConnectUrls(options.gatewayUrl);
     const send = (frame: Parameters<GatewayLink['send']>[0]) => this.link.send(frame);
     this.outbox = new EventOutbox(send);
     this.kv = new KvClient(send);
     this.link = new GatewayLink(
-      url.toString(),
+      urls,
       {
         hello: () => ({
           type: 'hello',

@@ -16,6 +16,7 @@ import { inject } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool, type Db } from '../../src/db/pool.js';
 import { freePort } from '../../dev/free-port.js';
+import { startNatsServer, type NatsServer } from '../../dev/nats-server.js';
 import { createDatabase, databaseUrl, dropDatabase } from '../../dev/postgres.js';
 import { startNodeProcess, type NodeProcess } from '../../dev/processes.js';
 import { ensureNamespace } from '../../dev/temporal-server.js';
@@ -56,6 +57,28 @@ export interface TestStackOptions {
   readyTimeoutMs?: number;
   /** How long `stop()` gives a process after SIGTERM before SIGKILL (default 10 s). */
   stopGraceMs?: number;
+  /**
+   * Start a NATS server of this stack's own (dev/nats-server.ts, on a free port) and put its URL
+   * in every process's DORMOUSE_NATS_URL, as for several gateways (DESIGN §2.1). Default false.
+   */
+  nats?: boolean;
+}
+
+/** A stack's NATS server, which a test may stop, kill and start again on the same port. */
+export interface TestNats {
+  /** `nats://127.0.0.1:<port>`, every process's DORMOUSE_NATS_URL; the same across restarts. */
+  readonly url: string;
+  readonly port: number;
+  /** Whether it runs (started and not stopped or killed since). */
+  readonly running: boolean;
+  /** SIGTERM, then SIGKILL if it lingers; resolves once it has exited. Nothing if not running. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash); resolves once it has exited. Nothing if not running. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port; resolves once it accepts connections. Rejects if running. */
+  start(): Promise<void>;
+  /** stop() then start(). */
+  restart(): Promise<void>;
 }
 
 export type GatewayProcess = NodeProcess & { readonly url: string; readonly port: number };
@@ -67,6 +90,8 @@ export interface TestStack {
   databaseUrl: string;
   /** This stack's own Temporal namespace. */
   namespace: string;
+  /** This stack's NATS server when started with `nats: true`. */
+  nats: TestNats | undefined;
   /** A pool on this stack's database. */
   db: Db;
   /** A Temporal client on this stack's namespace. */
@@ -92,6 +117,15 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const logDir = join(inject('logDir'), `stack-${id}`);
   const resources = await openResources(id, temporalAddress);
+  let nats: ManagedNats | undefined;
+  if (options.nats) {
+    try {
+      nats = await ManagedNats.start(join(logDir, 'nats.log'));
+    } catch (err) {
+      await resources.release().catch(() => undefined);
+      throw err;
+    }
+  }
 
   const baseEnv: Record<string, string> = {
     DATABASE_URL: resources.databaseUrl,
@@ -103,6 +137,7 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
     // Tests that check tokens set them (and the mode) themselves.
     DORMOUSE_MODE: 'development',
     DORMOUSE_LOG_LEVEL: 'info',
+    ...(nats ? { DORMOUSE_NATS_URL: nats.url } : {}),
     ...options.env,
   };
   const started = new Map<string, number>();
@@ -134,6 +169,7 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
     gatewayUrl,
     databaseUrl: resources.databaseUrl,
     namespace: resources.namespace,
+    nats,
     db: resources.db,
     temporal: new Client({ connection: resources.connection, namespace: resources.namespace }),
     logDir,
@@ -175,6 +211,7 @@ export async function createTestStack(options: TestStackOptions = {}): Promise<T
         const results = await Promise.allSettled(group.map((p) => p.stop()));
         for (const r of results) if (r.status === 'rejected') errors.push(r.reason);
       }
+      await nats?.stop().catch((err: unknown) => errors.push(err));
       await resources.release().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) throw new AggregateError(errors, `stopping test stack ${id} failed: ${errors.join('; ')}`);
     }),
@@ -229,6 +266,53 @@ async function openResources(id: string, temporalAddress: string): Promise<Stack
   } catch (err) {
     await release().catch(() => undefined);
     throw err;
+  }
+}
+
+/** TestNats over dev/nats-server.ts: each start() is a new nats-server process on the same port. */
+class ManagedNats implements TestNats {
+  private server: NatsServer | undefined;
+
+  private constructor(
+    readonly port: number,
+    private readonly logFile: string,
+  ) {}
+
+  static async start(logFile: string): Promise<ManagedNats> {
+    const first = await startNatsServer({ logFile });
+    const nats = new ManagedNats(first.port, logFile);
+    nats.server = first;
+    return nats;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.server !== undefined;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    await server?.stop();
+  }
+
+  async kill(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    await server?.kill();
+  }
+
+  async start(): Promise<void> {
+    if (this.server) throw new Error(`the stack's NATS server already runs on ${this.url}`);
+    this.server = await startNatsServer({ port: this.port, logFile: this.logFile });
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
   }
 }
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../../src/config.js';
-import type { Queryable } from '../../src/db/pool.js';
+import type { Db, Queryable } from '../../src/db/pool.js';
 import type { ActorRouter } from '../../src/gateway/actor-router.js';
 import type { ClientSocket } from '../../src/gateway/client-socket.js';
 import { ClientSocketHub } from '../../src/gateway/client-sockets.js';
@@ -52,7 +52,7 @@ async function hubWithClient() {
       send({ runnerId: 'r-1', generation: 1 }),
   } as unknown as ActorRouter;
   const hub = new ClientSocketHub({
-    db,
+    db: db as Db,
     config: loadConfig({}),
     log,
     gatewayId: 'gw-1',
@@ -60,6 +60,8 @@ async function hubWithClient() {
     waker: { wake } as unknown as Waker,
     registry: new HibernationRegistry(db, 'gw-1'),
     sendToRunner: (runnerId, frame) => frames.push({ runnerId, frame }) > 0,
+    isLocalRunner: () => true,
+    announceSessionTaken: () => undefined,
   });
   server = createServer();
   server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head, actorId, '/'));
@@ -111,6 +113,6 @@ describe('a hibernating socket offered to a new generation', () => {
 
     await waitFor(() => wake.mock.calls.length === 2, { timeoutMs: 5000, message: 'a wake after the failed offer' });
     expect(phase()).toBe('hibernating');
-    hub.close();
+    await hub.close();
   });
 });
