@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorWorkflowId } from '../src/workflows/actor-api.js';
-import { actorRequest, createActor, getActor, waitForActor, type Api } from './harness/actors.js';
+import { type Api, type ChatView, actorRequest, createActor, getActor, waitForActor } from './harness/actors.js';
 import { activityCalls, actorHistories, recordHistories, recordedStarts } from './harness/history.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
@@ -20,15 +20,13 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.stop());
 
-type ChatState = { seq: number; connections: number; generation: number };
-
 describe('an actor', () => {
   it('is created, runs, and answers HTTP through the gateway', async () => {
     const actor = await createActor(api, { name: 'chat', key: 'hello' });
     expect(actor).toMatchObject({ name: 'chat', key: 'hello', generation: 0, runnerId: null });
     expect(typeof actor.createdAt).toBe('string');
 
-    const state = await actorRequest<ChatState>(stack.gatewayUrl, actor.actorId, '/state');
+    const state = await actorRequest<ChatView>(stack.gatewayUrl, actor.actorId, '/state');
     expect(state).toEqual({ status: 200, body: { seq: 0, connections: 0, generation: 1 } });
     // The first reply may come before the registry records running: the gateway believed the
     // runner's own report of its start (src/gateway/actor-watch.ts). The registry follows.
@@ -64,7 +62,7 @@ describe('an actor', () => {
       "SELECT count(*)::int AS n FROM actors WHERE name = 'chat' AND key = 'contended'",
     );
     expect(rows[0]?.n).toBe(1);
-    const state = await actorRequest<ChatState>(stack.gatewayUrl, actorId, '/state');
+    const state = await actorRequest<ChatView>(stack.gatewayUrl, actorId, '/state');
     expect(state.status).toBe(200);
     const list = await api.list({ name: 'chat', key: 'contended' });
     expect('actors' in list.body && list.body.actors.map((a) => a.actorId)).toEqual([actorId]);
@@ -92,7 +90,7 @@ describe('an actor', () => {
     expect(described.searchAttributes).toMatchObject({ ActorState: ['sleeping'], ActorGeneration: [1] });
     expect(described.searchAttributes.RunnerId).toBeUndefined();
 
-    const woken = await actorRequest<ChatState>(stack.gatewayUrl, actor.actorId, '/state');
+    const woken = await actorRequest<ChatView>(stack.gatewayUrl, actor.actorId, '/state');
     expect(woken).toEqual({ status: 200, body: { seq: 2, connections: 0, generation: 2 } });
     const third = await actorRequest(stack.gatewayUrl, actor.actorId, '/messages', { json: { text: 'three' } });
     expect(third.body).toMatchObject({ seq: 3 });
@@ -226,7 +224,7 @@ describe('an actor', () => {
     expect(again.status).toBe(201);
     const fresh = 'actor' in again.body ? again.body.actor : undefined;
     expect(fresh?.actorId).not.toBe(actor.actorId);
-    const freshState = await actorRequest<ChatState>(stack.gatewayUrl, fresh!.actorId, '/state');
+    const freshState = await actorRequest<ChatView>(stack.gatewayUrl, fresh!.actorId, '/state');
     expect(freshState.body.seq).toBe(0);
     await recordHistories(stack.temporal, actor.actorId, 'destroy');
   });

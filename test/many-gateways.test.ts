@@ -2,9 +2,10 @@
  * Many gateways over NATS (DESIGN §2.1), with real processes: a client on one gateway talks to an
  * actor whose runner is connected to another, through sleep, wake, move and a runner's death.
  */
+import type { ChatMessage } from '../examples/chat.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../dev/free-port.js';
-import { actorRequest, createActor, waitForActor, type Api } from './harness/actors.js';
+import { type Api, type ChatView, actorRequest, createActor, waitForActor } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type GatewayProcess, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
@@ -14,9 +15,6 @@ let stack: TestStack;
 let api: Api;
 let gatewayA: GatewayProcess;
 let gatewayB: GatewayProcess;
-
-type ChatFrame = { seq: number; from: string; text: string };
-type ChatState = { seq: number; connections: number; generation: number };
 
 beforeAll(async () => {
   stack = await createTestStack({
@@ -41,15 +39,15 @@ const hibernatingRows = async (actorId: string) =>
     )
   ).rows.map((r) => r.gateway_id);
 
-const seqs = (client: TestClient) => client.json<ChatFrame>().map((f) => f.seq);
+const seqs = (client: TestClient) => client.json<ChatMessage>().map((f) => f.seq);
 
 describe('two gateways on one bus', () => {
   it('tunnels HTTP from a gateway to an actor whose runner is on the other', async () => {
     const actor = await createActor(api, { name: 'chat', key: 'http-across' });
-    const viaA = await actorRequest<ChatState>(gatewayA.url, actor.actorId, '/state');
+    const viaA = await actorRequest<ChatView>(gatewayA.url, actor.actorId, '/state');
     expect(viaA.status).toBe(200);
     expect(viaA.body.generation).toBe(1);
-    const viaB = await actorRequest<ChatState>(gatewayB.url, actor.actorId, '/state');
+    const viaB = await actorRequest<ChatView>(gatewayB.url, actor.actorId, '/state');
     expect(viaB.body).toEqual(viaA.body);
   });
 
@@ -82,7 +80,7 @@ describe('two gateways on one bus', () => {
     await bob.waitForMessages(4);
     expect(seqs(ann)).toEqual([1, 2, 3, 4]);
     expect(seqs(bob)).toEqual([1, 2, 3, 4]);
-    const state = await actorRequest<ChatState>(gatewayA.url, room.actorId, '/state');
+    const state = await actorRequest<ChatView>(gatewayA.url, room.actorId, '/state');
     expect(state.body.connections).toBe(2);
     ann.close();
     bob.close();
@@ -129,7 +127,7 @@ describe('two gateways on one bus', () => {
     bob.send('after');
     await ann.waitForMessages(2, 30_000);
     await bob.waitForMessages(2, 30_000);
-    expect(ann.json<ChatFrame>().map((f) => f.text)).toEqual(['before', 'after']);
+    expect(ann.json<ChatMessage>().map((f) => f.text)).toEqual(['before', 'after']);
     expect(seqs(bob)).toEqual([1, 2]);
     expect(moved.generation).toBeGreaterThan(1);
     ann.close();
@@ -157,7 +155,9 @@ describe('two gateways on one bus', () => {
     await bob.waitForMessages(3, 30_000);
     expect(seqs(ann)).toEqual([1, 2, 3]);
     expect(seqs(bob)).toEqual([1, 2, 3]);
-    expect(new Set(ann.json<ChatFrame>().map((f) => f.text))).toEqual(new Set(['before', 'during-ann', 'during-bob']));
+    expect(new Set(ann.json<ChatMessage>().map((f) => f.text))).toEqual(
+      new Set(['before', 'during-ann', 'during-bob']),
+    );
     expect(ann.isClosed).toBeNull();
     ann.close();
     bob.close();

@@ -9,6 +9,7 @@
  * Real gateway, worker, runner and NATS processes (two gateways need the bus).
  */
 import { readFile } from 'node:fs/promises';
+import type { ChatMessage } from '../examples/chat.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeProcess } from '../dev/processes.js';
 import { actorRequest, createActor, getActor, waitForActor } from './harness/actors.js';
@@ -134,8 +135,6 @@ function expectSameActor(actor: ActorView, before: ActorView): void {
   expect(actor).toMatchObject({ state: 'running', generation: before.generation, runnerId: before.runnerId });
 }
 
-type ChatFrame = { seq: number; from: string; text: string };
-
 describe('the gateway holding the runner is SIGKILLed', () => {
   let stack: TestStack;
   let env: TwoGateways | undefined;
@@ -194,7 +193,7 @@ describe('the gateway holding the runner is SIGKILLed', () => {
     client.send('after');
     await client.waitForMessages(2);
     expect(client.isClosed).toBeNull();
-    expect(client.json<ChatFrame>().map((f) => [f.seq, f.text])).toEqual([
+    expect(client.json<ChatMessage>().map((f) => [f.seq, f.text])).toEqual([
       [1, 'before'],
       [2, 'after'],
     ]);

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
+import type { ChatMessage } from '../examples/chat.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResumableSocket } from '../src/client/index.js';
 import { ClientCloseCode } from '../src/protocol/client-close-codes.js';
@@ -13,7 +14,7 @@ import {
   type GatewaySessionFrame,
 } from '../src/protocol/session-protocol.js';
 import { wsText } from '../src/util/ws-data.js';
-import { actorRequest, createActor, type Api } from './harness/actors.js';
+import { type Api, type ChatView, actorRequest, createActor } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type GatewayProcess, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
@@ -23,9 +24,6 @@ let stack: TestStack;
 let api: Api;
 let gatewayA: GatewayProcess;
 let gatewayB: GatewayProcess;
-
-type ChatFrame = { seq: number; from: string; text: string };
-type ChatState = { seq: number; connections: number; generation: number };
 
 beforeAll(async () => {
   stack = await createTestStack({ nats: true, runners: [], workers: 1 });
@@ -72,9 +70,9 @@ class RawSession {
   }
 }
 
-const chatTexts = (frames: { data: string }[]) => frames.map((f) => (JSON.parse(f.data) as ChatFrame).text);
+const chatTexts = (frames: { data: string }[]) => frames.map((f) => (JSON.parse(f.data) as ChatMessage).text);
 const connections = async (actorId: string) =>
-  (await actorRequest<ChatState>(gatewayB.url, actorId, '/state')).body.connections;
+  (await actorRequest<ChatView>(gatewayB.url, actorId, '/state')).body.connections;
 
 describe('a resumable session', () => {
   it('numbers both ways, and resumes on another gateway as the same connection', async () => {
@@ -199,8 +197,8 @@ describe('a resumable session', () => {
       actorId: room.actorId,
       path: '?name=ann',
     });
-    const seen: ChatFrame[] = [];
-    ann.on('message', (data) => seen.push(JSON.parse(data.toString()) as ChatFrame));
+    const seen: ChatMessage[] = [];
+    ann.on('message', (data) => seen.push(JSON.parse(data.toString()) as ChatMessage));
     const bob = await TestClient.connect(gatewayB.url, room.actorId, '?name=bob');
     const TOTAL = 60;
     for (let i = 1; i <= TOTAL / 2; i++) bob.send(`bob-${i}`);

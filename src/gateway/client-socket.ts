@@ -287,16 +287,7 @@ export class ClientSocket {
     this.rewindToClientAck();
     return new Promise((resolve) => {
       this.openWaiter = resolve;
-      const sent = this.sendToActor({
-        kind: 'wsOpen',
-        gatewayId: this.host.gatewayId,
-        path: this.path,
-        headers: this.headers,
-        lastIndex: this.acked,
-        lastOutSeq: this.deliveredSeq,
-        offer,
-      });
-      if (!sent) this.settleOpen('not_hosted');
+      if (!this.sendToActor(this.openMessage(offer))) this.settleOpen('not_hosted');
     });
   }
 
@@ -346,16 +337,14 @@ export class ClientSocket {
     if (this.current !== 'active' || now - this.resyncedAt < minIntervalMs) return;
     this.resyncedAt = now;
     this.rewindToClientAck();
-    this.sendToActor({
-      kind: 'wsOpen',
-      gatewayId: this.host.gatewayId,
-      path: this.path,
-      headers: this.headers,
-      lastIndex: this.acked,
-      lastOutSeq: this.deliveredSeq,
-      offer: true,
-    });
+    this.sendToActor(this.openMessage(true));
     this.resend();
+  }
+
+  /** Opens this connection on the actor, or offers it (a connection the actor knows just resumes). */
+  private openMessage(offer: boolean): GatewayTunnelMessage {
+    const { path, headers, acked: lastIndex, deliveredSeq: lastOutSeq } = this;
+    return { kind: 'wsOpen', gatewayId: this.host.gatewayId, path, headers, lastIndex, lastOutSeq, offer };
   }
 
   /** The runner came back (same generation): what it may have missed goes again; it drops duplicates. */

@@ -42,6 +42,13 @@ export async function waitForActor(
   );
 }
 
+/** What the demo `chat` actor answers on `GET /state` (examples/chat.ts). */
+export interface ChatView {
+  seq: number;
+  connections: number;
+  generation: number;
+}
+
 /** A request tunnelled to the actor, answered with its status and parsed JSON (or text). */
 export async function actorRequest<T = unknown>(
   gatewayUrl: string,
