@@ -137,6 +137,32 @@ describe('two gateways on one bus', () => {
     await runnerA.stop();
   });
 
+  it('holds an HTTP request and a WebSocket open for a runner that is away until it is back', async () => {
+    // A runner that knows only gateway C: while C is down, it is connected nowhere.
+    const gatewayC = await stack.startGateway({ name: 'gateway-c' });
+    const runnerC = await stack.startRunner({ name: 'runner-c', env: { DORMOUSE_GATEWAY_URL: gatewayC.url } });
+    const runnerB = stack.runners.find((r) => r.name === 'runner-b2')!;
+    await runnerB.stop(); // so that the actor lands on runner C
+    const probe = await createActor(api, { name: 'probe', key: 'runner-away' });
+    expect((await actorRequest(gatewayA.url, probe.actorId, '/hit', { method: 'POST' })).status).toBe(200);
+
+    gatewayC.kill('SIGKILL');
+    await gatewayC.exited;
+    const request = actorRequest<{ hits: number }>(gatewayA.url, probe.actorId, '/hit', { method: 'POST' });
+    const socket = TestClient.connect(gatewayA.url, probe.actorId, '?name=ann', 30_000);
+    await gatewayC.restart();
+
+    expect(await request).toEqual({ status: 200, body: { hits: 2 } });
+    const ann = await socket;
+    ann.send('hello');
+    await ann.waitForMessages(1);
+    expect(ann.json<{ echo: string }>()[0]!.echo).toBe('hello');
+    ann.close();
+    await stack.startRunner({ name: 'runner-b3', env: { DORMOUSE_GATEWAY_URL: gatewayB.url } });
+    await runnerC.stop();
+    await gatewayC.stop();
+  });
+
   it('loses nothing while NATS is down and recovers when it is back', async () => {
     const room = await createActor(api, { name: 'chat', key: 'nats-outage' });
     const ann = await TestClient.connect(gatewayA.url, room.actorId, '?name=ann'); // across the bus

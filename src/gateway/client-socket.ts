@@ -117,6 +117,8 @@ export class ClientSocket {
   private childLog: Logger | null = null;
   /** When `resync` last asked the runner to resend. */
   private resyncedAt = 0;
+  /** Whether the open in progress is an offer (H8). */
+  private openingAsOffer = false;
   private readonly session: Session | null;
   /** A session resumed on this socket: it continues a connection the actor already holds. */
   readonly isResumed: boolean;
@@ -285,10 +287,17 @@ export class ClientSocket {
     this.attach(runnerId, generation);
     this.current = 'opening';
     this.rewindToClientAck();
+    this.openingAsOffer = offer;
     return new Promise((resolve) => {
       this.openWaiter = resolve;
-      if (!this.sendToActor(this.openMessage(offer))) this.settleOpen('not_hosted');
+      // Not sent (its runner is connected nowhere right now): sent again when it connects.
+      this.sendToActor(this.openMessage(offer));
     });
+  }
+
+  /** The runner came back while this socket was opening on it: the open goes again (the runner takes it once). */
+  resendOpen(): void {
+    if (this.current === 'opening' && this.openWaiter) this.sendToActor(this.openMessage(this.openingAsOffer));
   }
 
   /** Ends the open attempt in progress, if any. */

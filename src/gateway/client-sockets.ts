@@ -318,9 +318,13 @@ export class ClientSocketHub {
       if (socket.runnerId && !this.deps.isLocalRunner(socket.runnerId)) socket.resync(now, 0);
   }
 
-  /** A runner (re)connected: whatever its active sockets sent may have been lost with the old socket. */
+  /** A runner (re)connected: what its active sockets sent may have been lost with the old socket, and opens go again. */
   runnerConnected(runnerId: string): void {
-    for (const socket of this.sockets.values()) if (socket.runnerId === runnerId) socket.resend();
+    for (const socket of this.sockets.values()) {
+      if (socket.runnerId !== runnerId) continue;
+      socket.resend();
+      socket.resendOpen();
+    }
   }
 
   /**
@@ -469,6 +473,8 @@ export class ClientSocketHub {
         this.closeWithError(socket, new ActorDestroyed(notice.actorId), false);
         continue;
       }
+      // An open on a generation that is gone is over: the route goes on to the newer one.
+      if (socket.phase === 'opening' && socket.generation < notice.generation) socket.settleOpen('not_hosted');
       const newerRuns = notice.state === 'running' && notice.runnerId !== null && socket.generation < notice.generation;
       if (socket.phase === 'active' && actorLeft(socket, notice)) {
         // A newer generation already runs (its `stopping` notice was missed): offered below, not woken.

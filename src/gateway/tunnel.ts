@@ -32,6 +32,7 @@ import type { RunnerConnection, TunnelSink } from './runner-connection.js';
 import { RunnerEndpoint } from './runner-endpoint.js';
 import { NatsBus, type BusHandlers } from './nats-bus.js';
 import { RemoteGateways } from './remote-gateways.js';
+import { RunnerArrivals } from './runner-arrivals.js';
 import { judgeRunnerFrame, mayReportRestored, type HeldRequest, type SpeakingRunner } from './speaks-for.js';
 import { Waker } from './wakes.js';
 
@@ -55,6 +56,7 @@ export class Tunnel implements TunnelSink, BusHandlers {
   readonly runners: RunnerEndpoint;
   private readonly sockets: ClientSocketHub;
   private readonly exchanges = new HttpExchanges();
+  private readonly arrivals = new RunnerArrivals();
   private readonly watch: ActorWatch;
   private readonly waker: Waker;
   private readonly router: ActorRouter;
@@ -73,7 +75,13 @@ export class Tunnel implements TunnelSink, BusHandlers {
       minIntervalMs: config.gateway.wakeMinIntervalMs,
       log: this.log,
     });
-    this.router = new ActorRouter(this.watch, this.waker, config.timing.wakeTimeoutMs, this.log);
+    this.router = new ActorRouter(
+      this.watch,
+      this.waker,
+      (runnerId, untilMs) => this.arrivals.wait(runnerId, untilMs),
+      config.timing,
+      this.log,
+    );
     // The runner end hands its frames back here only once a runner has connected.
     this.runners = new RunnerEndpoint({
       db,
@@ -222,6 +230,7 @@ export class Tunnel implements TunnelSink, BusHandlers {
   runnerConnected(runnerId: string): void {
     this.remote?.runnerConnected(runnerId);
     this.sockets.runnerConnected(runnerId);
+    this.arrivals.arrived(runnerId);
   }
 
   runnerDisconnected(runner: RunnerConnection): void {
@@ -259,7 +268,8 @@ export class Tunnel implements TunnelSink, BusHandlers {
       }
       case 'runnerConnected':
         this.remote?.runnerAt(message.runnerId, message.gatewayId);
-        return this.sockets.runnerConnected(message.runnerId);
+        this.sockets.runnerConnected(message.runnerId);
+        return this.arrivals.arrived(message.runnerId);
       case 'runnerDisconnected':
         return this.remote?.runnerLeft(message.runnerId, message.gatewayId);
       case 'reportedRunning':

@@ -7,7 +7,7 @@ import type { GatewayToRunner, GatewayTunnelMessage } from '../../src/protocol/r
 
 const actorId = randomUUID();
 
-/** A socket on a fake client, whose frames to runners are recorded (runner `r-down` is not connected). */
+/** A socket on a fake client, whose frames to runners are recorded. */
 function socket(limits = { pendingFrames: 10, pendingBytes: 1000 }) {
   const toRunners: { runnerId: string; frame: GatewayToRunner }[] = [];
   const toClient: unknown[] = [];
@@ -25,8 +25,8 @@ function socket(limits = { pendingFrames: 10, pendingBytes: 1000 }) {
   const host = {
     gatewayId: 'gw-1',
     log: createLogger('test', 'silent'),
-    sendToRunner: (runnerId: string, frame: GatewayToRunner) =>
-      runnerId !== 'r-down' && toRunners.push({ runnerId, frame }) > 0,
+    toRunners,
+    sendToRunner: (runnerId: string, frame: GatewayToRunner) => toRunners.push({ runnerId, frame }) > 0,
   };
   const s = new ClientSocket(actorId, '/room', { a: 'b' }, ws as unknown as ClientWs, host, limits);
   /** The tunnel messages sent, as `runner/generation:kind[index]`. */
@@ -37,7 +37,7 @@ function socket(limits = { pendingFrames: 10, pendingBytes: 1000 }) {
       const m: GatewayTunnelMessage = frame.message;
       return `${runnerId}/${frame.generation}:${m.kind}${m.kind === 'wsMessage' ? m.index : ''}`;
     });
-  return { s, sent, toClient, closes };
+  return { s, sent, toClient, closes, host };
 }
 
 describe('ClientSocket', () => {
@@ -63,10 +63,19 @@ describe('ClientSocket', () => {
     expect(sent()).toEqual(['r-1/1:wsOpen', 'r-1/1:wsMessage1', 'r-1/1:wsMessage2', 'r-2/2:wsMessage3']);
   });
 
-  it('answers an open it could not send with not_hosted', async () => {
-    const { s } = socket();
-    expect(await s.requestOpen('r-down', 1, false)).toBe('not_hosted');
-    expect(s.phase).toBe('opening');
+  it('keeps an open it could not send (its runner is away), and sends it again when asked', async () => {
+    const down = { connected: false };
+    const { s, sent, host } = socket();
+    host.sendToRunner = (runnerId, frame) => down.connected && host.toRunners.push({ runnerId, frame }) > 0;
+    const outcome = s.requestOpen('r-1', 1, false);
+    expect(sent()).toEqual([]);
+    down.connected = true;
+    s.resendOpen(); // the runner connected again, here or on another gateway
+    expect(sent()).toEqual(['r-1/1:wsOpen']);
+    s.settleOpen('accepted');
+    expect(await outcome).toBe('accepted');
+    s.resendOpen(); // settled: nothing more goes
+    expect(sent()).toEqual(['r-1/1:wsOpen']);
   });
 
   it('offers a hibernating socket with its last acknowledged index', () => {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Queryable } from '../../src/db/pool.js';
-import { ActorDestroyed, ActorTimeout, NotHosted } from '../../src/errors.js';
+import { ActorDestroyed, ActorTimeout, NotHosted, RunnerUnreachable } from '../../src/errors.js';
 import { ActorRouter } from '../../src/gateway/actor-router.js';
 import type { ActorWatch, RunningActor, WaitOptions } from '../../src/gateway/actor-watch.js';
 import { HibernationRegistry } from '../../src/gateway/hibernation-registry.js';
@@ -209,10 +209,46 @@ describe('ActorRouter', () => {
     return { watch, waits };
   }
   const waker = new Waker({ signal: async () => true, onWake: () => undefined, minIntervalMs: 0, log });
+  const TIMING = { wakeTimeoutMs: 1000, runnerLostMs: 500 };
+  const noRunnerBack = () => Promise.resolve();
+
+  it('waits for a runner that is away (moving gateways), then sends to the same generation again', async () => {
+    const { watch, waits } = watchOf([running(1), running(1)]);
+    const asked: { runnerId: string; untilMs: number }[] = [];
+    const runnerBack = async (runnerId: string, untilMs: number) => void asked.push({ runnerId, untilMs });
+    const router = new ActorRouter(watch, waker, runnerBack, TIMING, log);
+    let tries = 0;
+    const answer = await router.route(actorId, 'http', async () => {
+      if (++tries === 1) throw new RunnerUnreachable('away');
+      return 'ok';
+    });
+    expect(answer).toBe('ok');
+    expect(asked.map((a) => a.runnerId)).toEqual(['r-1']);
+    // At most the runner-lost threshold: past it the actor moves and the registry says where.
+    expect(asked[0]!.untilMs).toBeLessThanOrEqual(Date.now() + TIMING.runnerLostMs);
+    expect(waits.map((w) => w.staleGeneration)).toEqual([undefined, undefined]);
+  });
+
+  it('gives up on an away runner at the route deadline', async () => {
+    const { watch } = watchOf([running(1), running(1), running(1), running(1)]);
+    const router = new ActorRouter(
+      watch,
+      waker,
+      (_r, untilMs) => new Promise((r) => setTimeout(r, untilMs - Date.now())),
+      {
+        wakeTimeoutMs: 50,
+        runnerLostMs: 30,
+      },
+      log,
+    );
+    await expect(
+      router.route(actorId, 'http', async () => Promise.reject(new RunnerUnreachable('away'))),
+    ).rejects.toBeInstanceOf(RunnerUnreachable);
+  });
 
   it('sends to the running generation, and on NotHosted waits for a newer one', async () => {
     const { watch, waits } = watchOf([running(1), running(2)]);
-    const router = new ActorRouter(watch, waker, 1000, log);
+    const router = new ActorRouter(watch, waker, noRunnerBack, TIMING, log);
     const sent: number[] = [];
     const answer = await router.route(actorId, 'http', async (actor) => {
       sent.push(actor.generation);
@@ -228,12 +264,14 @@ describe('ActorRouter', () => {
   it('passes every other error through, catalog errors as they are', async () => {
     const { watch } = watchOf([new ActorDestroyed(actorId)]);
     await expect(
-      new ActorRouter(watch, waker, 1000, log).route(actorId, 'http', async () => 'never'),
+      new ActorRouter(watch, waker, noRunnerBack, TIMING, log).route(actorId, 'http', async () => 'never'),
     ).rejects.toBeInstanceOf(ActorDestroyed);
     const { watch: again } = watchOf([running(1)]);
     const timeout = new ActorTimeout('slow');
     await expect(
-      new ActorRouter(again, waker, 1000, log).route(actorId, 'http', async () => Promise.reject(timeout)),
+      new ActorRouter(again, waker, noRunnerBack, TIMING, log).route(actorId, 'http', async () =>
+        Promise.reject(timeout),
+      ),
     ).rejects.toBe(timeout);
   });
 });
