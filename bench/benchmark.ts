@@ -62,6 +62,8 @@ export interface SampleFlags extends OptionValues {
 export interface StackFlags extends OptionValues {
   workers: number;
   runners: number;
+  /** Gateway processes sharing one NATS (default 1: no NATS); set by a benchmark, not a flag. */
+  gateways?: number;
 }
 
 /** --n and --warmup: how many iterations are measured, and how many run before, uncounted. */
@@ -102,18 +104,23 @@ export async function withBenchStack<T>(
   env: Record<string, string> = {},
 ): Promise<T> {
   const { log, signal } = context;
-  log.info({ workers: flags.workers, runners: flags.runners, env }, 'starting the stack');
+  const gateways = flags.gateways ?? 1;
+  log.info({ workers: flags.workers, gateways, runners: flags.runners, env }, 'starting the stack');
   const stack = await startLocalStack({
     config: loadConfig(),
     log,
     ports: 'free',
     temporalUi: false,
     workers: flags.workers,
+    gateways,
     runners: flags.runners,
     env,
     signal,
   });
-  log.info({ gateway: stack.gatewayUrl, temporal: stack.temporalAddress, logs: stack.logDir }, 'stack ready');
+  log.info(
+    { gateways: stack.gatewayUrls, nats: stack.natsUrl, temporal: stack.temporalAddress, logs: stack.logDir },
+    'stack ready',
+  );
   let result: T;
   try {
     result = await body(stack);

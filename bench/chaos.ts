@@ -8,9 +8,14 @@
  *
  * Inbound (H6): every text a client sent must be broadcast exactly once (one `seq`). Outbound
  * (H9): every client whose socket stayed open must see the room's `seq` values once each, rising
- * by one. A gateway kill closes its clients: they are counted apart (gateway_closed_clients), the
- * texts they sent last may be unknown (unknown_inbound, not a failure), and they reconnect as new
- * clients. Any other close is an unexpected close.
+ * by one. With one gateway, a gateway kill closes its clients: they are counted apart
+ * (gateway_closed_clients), the texts they sent last may be unknown (unknown_inbound, not a
+ * failure), and they reconnect as new clients. Any other close is an unexpected close.
+ *
+ * `--gateways N` (N ≥ 2, DESIGN §2.1 and H10): N gateways share a NATS server, and every client is
+ * a resumable session (the client SDK's ResumableSocket) that knows every gateway. A gateway kill
+ * then closes nobody: its clients resume on another gateway (counted as resumed_sessions) and are
+ * held to exactly-once both ways like everyone else; `nats_restart` restarts the bus under them.
  */
 import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -21,6 +26,7 @@ import { prettyLogger } from '../dev/pretty-log.js';
 import type { NodeProcess } from '../dev/processes.js';
 import { onShutdownSignal } from '../dev/shutdown-signal.js';
 import { waitFor, WaitTimeoutError } from '../dev/wait.js';
+import { ResumableSocket } from '../src/client/index.js';
 import { loadConfig } from '../src/config.js';
 import { errorMessage } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
@@ -36,6 +42,7 @@ const FAULT_KINDS = [
   'postgres_restart',
   'listen_terminate',
   'storm',
+  'nats_restart',
 ] as const;
 type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -72,6 +79,7 @@ interface ChaosFlags {
   clients: number;
   intervalMs: number;
   faults: FaultKind[] | undefined;
+  gateways: number;
 }
 
 interface Broadcast {
@@ -82,45 +90,106 @@ interface Broadcast {
 /** Why a client's socket closed, as far as the chaos knows. */
 type CloseCause = 'gateway_kill' | 'unexpected' | 'end';
 
-/** One chat client (one socket): sends `<id>:<n>` texts and records every broadcast it hears. */
-class ChaosClient {
+/** What a chaos client hears from its socket. */
+interface SocketEvents {
+  receive(text: string): void;
+  /** Closed for good (a resumable session only once it gave up resuming). */
+  lost(code: number): void;
+  /** The session resumed after its socket or gateway died (resumable sessions only). */
+  resumed(): void;
+}
+
+/** A chat client's socket: a plain WebSocket to one gateway, or a resumable session over several. */
+interface ChatSocket {
+  /** Whether a text sent now is kept until the actor has it. */
+  readonly writable: boolean;
+  send(text: string): void;
+  close(): void;
+}
+
+/** Opens the socket of client `name` to the room `actorId`, resolving once it is open. */
+type OpenSocket = (actorId: string, name: string, events: SocketEvents) => Promise<ChatSocket>;
+
+/** One gateway: a plain WebSocket, closed for good when its gateway dies. */
+function plainSocket(gatewayUrl: string): OpenSocket {
+  return async (actorId, name, events) => {
+    const ws = new WebSocket(`${gatewayUrl.replace(/^http/, 'ws')}/actors/${actorId}/ws?name=${name}`);
+    let opened = false;
+    ws.once('open', () => (opened = true));
+    ws.on('message', (data) => events.receive(wsText(data)));
+    // A socket that never opened is a failed connect, not a close.
+    ws.on('close', (code) => opened && events.lost(code));
+    ws.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`client ${name} did not open`)), CONNECT_TIMEOUT_MS);
+      ws.once('open', () => (clearTimeout(timer), resolve()));
+      ws.once('close', () => (clearTimeout(timer), reject(new Error(`client ${name} closed before it opened`))));
+    });
+    return {
+      // A plain socket drops what is sent while it is not open: not sending then keeps the count honest.
+      get writable() {
+        return ws.readyState === WebSocket.OPEN;
+      },
+      send: (text) => ws.send(text),
+      close: () => ws.close(1000),
+    };
+  };
+}
+
+/**
+ * Several gateways: a resumable session (H10) that knows them all, starting at `gatewaysFor`'s
+ * first, so that clients spread over the gateways and each resumes on the next one in turn.
+ */
+function resumableSocket(gatewaysFor: () => string[]): OpenSocket {
+  return async (actorId, name, events) => {
+    const socket = await ResumableSocket.open({
+      gateways: gatewaysFor(),
+      actorId,
+      path: `?name=${name}`,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      // The gateways' retention of a lost session (DORMOUSE_SESSION_RETENTION_MS) bounds it anyway.
+      resumeWithinMs: RECOVERY_TIMEOUT_MS,
+    });
+    socket.on('message', (data) => events.receive(typeof data === 'string' ? data : data.toString('utf8')));
+    socket.on('resumed', () => events.resumed());
+    let closed = false;
+    socket.on('close', (code) => ((closed = true), events.lost(code)));
+    return {
+      // The session keeps what is sent while it resumes, and resends it: sending on tests that.
+      get writable() {
+        return !closed;
+      },
+      send: (text) => socket.send(text),
+      close: () => void socket.close(),
+    };
+  };
+}
+
+/** One chat client (one socket or session): sends `<id>:<n>` texts and records every broadcast it hears. */
+class ChaosClient implements SocketEvents {
   readonly sent: string[] = [];
   readonly heard: Broadcast[] = [];
   /** Set by the chaos before it causes the close; a close without it is unexpected. */
   expectedClose: CloseCause | null = null;
   closedWith: { code: number; cause: CloseCause } | null = null;
+  /** How often its session resumed on another socket. */
+  resumes = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** A socket that never opened is a failed connect, not a close. */
-  private opened = false;
+  private socket!: ChatSocket;
 
   private constructor(
     readonly id: string,
-    private readonly ws: WebSocket,
-    onClose: (client: ChaosClient) => void,
-  ) {
-    ws.on('message', (data) => this.hear(wsText(data)));
-    ws.once('open', () => (this.opened = true));
-    ws.on('close', (code) => {
-      clearInterval(this.timer);
-      this.closedWith = { code, cause: this.expectedClose ?? 'unexpected' };
-      if (this.opened) onClose(this);
-    });
-    ws.on('error', () => undefined);
-  }
+    private readonly onClose: (client: ChaosClient) => void,
+  ) {}
 
   static async connect(
-    gatewayUrl: string,
+    open: OpenSocket,
     actorId: string,
     id: string,
     onClose: (client: ChaosClient) => void,
   ): Promise<ChaosClient> {
-    const ws = new WebSocket(`${gatewayUrl.replace(/^http/, 'ws')}/actors/${actorId}/ws?name=${id}`);
-    const client = new ChaosClient(id, ws, onClose);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`client ${id} did not open`)), CONNECT_TIMEOUT_MS);
-      ws.once('open', () => (clearTimeout(timer), resolve()));
-      ws.once('close', () => (clearTimeout(timer), reject(new Error(`client ${id} closed before it opened`))));
-    });
+    const client = new ChaosClient(id, onClose);
+    client.socket = await open(actorId, id, client);
     return client;
   }
 
@@ -139,10 +208,10 @@ class ChaosClient {
 
   startSending(intervalMs: number): void {
     this.timer = setInterval(() => {
-      if (this.ws.readyState !== WebSocket.OPEN) return;
+      if (!this.socket.writable) return;
       const text = `${this.id}:${this.sent.length + 1}`;
       this.sent.push(text);
-      this.ws.send(text);
+      this.socket.send(text);
     }, intervalMs);
   }
 
@@ -152,14 +221,24 @@ class ChaosClient {
 
   close(): void {
     this.expectedClose ??= 'end';
-    this.ws.close(1000);
+    this.socket.close();
   }
 
-  private hear(data: string): void {
+  receive(data: string): void {
     const message = JSON.parse(data) as { seq?: unknown; text?: unknown };
     if (typeof message.seq !== 'number' || typeof message.text !== 'string')
       throw new Error(`client ${this.id}: not a chat broadcast: ${data}`);
     this.heard.push({ seq: message.seq, text: message.text });
+  }
+
+  resumed(): void {
+    this.resumes++;
+  }
+
+  lost(code: number): void {
+    clearInterval(this.timer);
+    this.closedWith = { code, cause: this.expectedClose ?? 'unexpected' };
+    this.onClose(this);
   }
 }
 
@@ -188,6 +267,14 @@ interface Counters {
   /** Settle points at which not everything sent had arrived within SETTLE_TIMEOUT_MS. */
   settle_timeouts: number;
 }
+
+/** What the output line reports besides its settings. */
+type ChaosResult = { messages: number } & Counters & {
+    gateway_closed_clients: number;
+    unknown_inbound: number;
+    /** Resumes of clients' sessions after their socket or gateway died (several gateways). */
+    resumed_sessions: number;
+  };
 
 /** The counters that fail a run when not 0 (the chaos test checks the same ones). */
 export const FAILING: readonly (keyof Counters)[] = [
@@ -225,6 +312,9 @@ class Chaos {
   private readonly expectedExit = new Set<NodeProcess>();
   private clientCounter = 0;
   private ending = false;
+  private readonly openSocket: OpenSocket;
+  /** Spreads the chaos's own requests over the gateways (a dead one is retried on the next). */
+  private requestCounter = 0;
 
   constructor(
     private readonly stack: LocalStack,
@@ -235,6 +325,11 @@ class Chaos {
   ) {
     this.random = seededRandom(flags.seed);
     this.faults = Object.fromEntries(enabled.map((kind) => [kind, 0])) as Record<FaultKind, number>;
+    const urls = stack.gatewayUrls;
+    this.openSocket =
+      urls.length === 1
+        ? plainSocket(stack.gatewayUrl)
+        : resumableSocket(() => rotated(urls, this.clientCounter % urls.length));
     for (const proc of this.allProcesses()) this.watchExit(proc);
   }
 
@@ -268,7 +363,7 @@ class Chaos {
   }
 
   /** The counters, in the order of the output line (issue 8 §4). */
-  result(): { messages: number } & Counters & { gateway_closed_clients: number; unknown_inbound: number } {
+  result(): ChaosResult {
     const counters: Counters = {
       lost_inbound: 0,
       duplicated_inbound: 0,
@@ -282,6 +377,7 @@ class Chaos {
     };
     let messages = 0;
     let unknown = 0;
+    let resumed = 0;
     for (const room of this.rooms) {
       const seqsOf = new Map<string, Set<number>>();
       const textOf = new Map<number, Set<string>>();
@@ -295,6 +391,7 @@ class Chaos {
       for (const texts of textOf.values()) counters.forked_seq += texts.size - 1;
       for (const client of room.clients) {
         messages += client.sent.length;
+        resumed += client.resumes;
         const missing = client.sent.filter((text) => !seqsOf.has(text)).length;
         // A socket the chaos closed may have lost its last texts with the gateway: unknown.
         if (client.closedWith?.cause === 'gateway_kill') unknown += missing;
@@ -306,7 +403,13 @@ class Chaos {
           counters.lost_outbound += Math.max(0, room.finalSeq - client.lastSeq);
       }
     }
-    return { messages, ...counters, gateway_closed_clients: this.gatewayClosedClients, unknown_inbound: unknown };
+    return {
+      messages,
+      ...counters,
+      gateway_closed_clients: this.gatewayClosedClients,
+      unknown_inbound: unknown,
+      resumed_sessions: resumed,
+    };
   }
 
   async close(): Promise<void> {
@@ -337,7 +440,7 @@ class Chaos {
   private async connectClients(room: Room): Promise<void> {
     while (room.clients.filter((c) => c.open).length < this.flags.clients) {
       const id = `r${room.index}c${++this.clientCounter}`;
-      const client = await ChaosClient.connect(this.stack.gatewayUrl, room.actorId, id, (c) => this.onClose(room, c));
+      const client = await ChaosClient.connect(this.openSocket, room.actorId, id, (c) => this.onClose(room, c));
       room.clients.push(client);
       client.startSending(this.flags.intervalMs);
     }
@@ -411,6 +514,8 @@ class Chaos {
         return this.terminateListen();
       case 'storm':
         return this.storm();
+      case 'nats_restart':
+        return this.stack.restartServer('nats');
     }
   }
 
@@ -434,8 +539,13 @@ class Chaos {
     }
   }
 
+  /**
+   * With several gateways, one of them: its clients resume elsewhere and nothing closes. With one,
+   * the gateway: its clients close, are counted apart, and new ones take their place.
+   */
   private async killGateway(): Promise<void> {
-    const gateway = this.stack.processes.gateway;
+    const { gateway, gateways } = this.stack.processes;
+    if (gateways.length > 1) return this.killAndRestart(this.pick(gateways));
     const closing = this.openClients();
     for (const client of closing) client.expectedClose = 'gateway_kill';
     this.expectedExit.add(gateway);
@@ -496,8 +606,8 @@ class Chaos {
   }
 
   private allProcesses(): NodeProcess[] {
-    const { workers, gateway, runners } = this.stack.processes;
-    return [...workers, gateway, ...runners];
+    const { workers, gateways, runners } = this.stack.processes;
+    return [...workers, ...gateways, ...runners];
   }
 
   /** An exit the chaos did not cause is counted, and the process started again. */
@@ -528,7 +638,8 @@ class Chaos {
   }
 
   private http(method: string, path: string, body?: unknown): Promise<Response> {
-    return fetch(`${this.stack.gatewayUrl}${path}`, {
+    const urls = this.stack.gatewayUrls;
+    return fetch(`${urls[this.requestCounter++ % urls.length]!}${path}`, {
       method,
       signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
       ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
@@ -547,6 +658,11 @@ function addOutbound(counters: Counters, heard: readonly Broadcast[]): void {
     seen.add(seq);
     max = Math.max(max, seq);
   }
+}
+
+/** `items` starting at index `first`, the ones before it moved to the end. */
+function rotated<T>(items: readonly T[], first: number): T[] {
+  return [...items.slice(first), ...items.slice(0, first)];
 }
 
 function getOrAdd<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
@@ -575,6 +691,12 @@ function parseFlags(argv: string[]): ChaosFlags | number {
     .option('--rooms <n>', 'chat actors', wholeNumber(1), 2)
     .option('--clients <n>', 'clients per room', wholeNumber(1), 3)
     .option('--interval-ms <ms>', 'each client sends a text this often', wholeNumber(10), 500)
+    .option(
+      '--gateways <n>',
+      'gateways on a NATS bus; 2 or more make every client a resumable session',
+      wholeNumber(1),
+      1,
+    )
     .addOption(
       new Option('--faults <list>', 'comma-separated fault kinds (default: all the stack can inject)').argParser(
         parseFaults,
@@ -615,6 +737,18 @@ async function main(argv: string[]): Promise<number> {
   // The chaos restarts only servers it runs itself, with their state on disk.
   if (config.databaseUrl !== undefined) disabledWhy.set('postgres_restart', 'DATABASE_URL given: not ours to restart');
   if (config.temporal.addressGiven) disabledWhy.set('temporal_restart', 'TEMPORAL_ADDRESS given: not ours to restart');
+  // NATS runs only under several gateways, and is ours to restart only when the stack runs it.
+  if (flags.gateways === 1) disabledWhy.set('nats_restart', 'one gateway: no NATS');
+  else if (config.gateway.natsServers !== undefined)
+    disabledWhy.set('nats_restart', 'DORMOUSE_NATS_URL given: not ours to restart');
+  // Asking for a fault this stack cannot inject is bad usage, said before anything starts.
+  const impossible = flags.faults?.find((kind) => disabledWhy.has(kind));
+  if (impossible !== undefined) {
+    process.stderr.write(
+      `error: option '--faults <list>': ${impossible} cannot be injected: ${disabledWhy.get(impossible)!}\n`,
+    );
+    return USAGE_ERROR;
+  }
   const enabled = flags.faults ?? FAULT_KINDS.filter((kind) => !disabledWhy.has(kind));
   const log = prettyLogger(config.logLevel, 2);
   const signal = onShutdownSignal(log);
@@ -624,12 +758,13 @@ async function main(argv: string[]): Promise<number> {
     ports: 'free',
     temporalUi: false,
     workers: 2,
+    gateways: flags.gateways,
     runners: 3,
     env: STACK_ENV,
     restartableServers: true,
     signal,
   });
-  log.info({ gateway: stack.gatewayUrl, logs: stack.logDir }, 'stack ready');
+  log.info({ gateways: stack.gatewayUrls, logs: stack.logDir }, 'stack ready');
   const chaos = new Chaos(stack, flags, enabled, log, signal);
   let failed = false;
   try {
@@ -652,6 +787,7 @@ async function main(argv: string[]): Promise<number> {
       faults: chaos.faults,
       ...result,
       duration_s: flags.duration,
+      gateways: flags.gateways,
       rooms: flags.rooms,
       clients_per_room: flags.clients,
       faults_disabled: disabled.map((kind) => ({ kind, why: disabledWhy.get(kind) ?? 'not selected' })),

@@ -66,13 +66,13 @@ export async function createAndReach(gatewayUrl: string, key: string, stop: Abor
     throw new Error(`GET /state answered ${JSON.stringify(state)}, not the chat actor's state`);
 }
 
-/** `POST /actors` of a new `chat` actor that stays awake until told otherwise; its id. */
-export async function createChat(gatewayUrl: string, key: string, signal: AbortSignal): Promise<string> {
+/** `POST /actors` of a new `chat` actor (of `pool`, else the default) that stays awake until told otherwise; its id. */
+export async function createChat(gatewayUrl: string, key: string, signal: AbortSignal, pool?: string): Promise<string> {
   const created = (await expectJson(
     await fetch(`${gatewayUrl}/actors`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'chat', key, input: STAY_AWAKE_INPUT }),
+      body: JSON.stringify({ name: 'chat', key, input: STAY_AWAKE_INPUT, ...(pool === undefined ? {} : { pool }) }),
       signal,
     }),
     201,

@@ -46,7 +46,7 @@ export const hibernatingSockets: Benchmark<Flags> = {
   },
   async run(flags, context) {
     // The stack's own runner would attach to its own gateway; the measured pair is started below.
-    return withBenchStack({ ...flags, runners: 0 }, context, async (stack) => {
+    return withBenchStack({ ...flags, runners: 0, gateways: 2 }, context, async (stack) => {
       const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
       const clients: WebSocket[] = [];
       try {
@@ -93,12 +93,18 @@ export const hibernatingSockets: Benchmark<Flags> = {
   },
 };
 
-/** A gateway with its inspector open, and a runner connected to it, beside the stack's own gateway. */
-async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; inspectorPort: number }> {
+/**
+ * A gateway with its inspector open beside the stack's own (`gateway-<name>`), and unless
+ * `runner` is false a runner connected to it (`runner-<name>`, of `runner.pool` if given).
+ */
+export async function startMeasuredGateway(
+  stack: LocalStack,
+  { name = 'measured', runner = {} }: { name?: string; runner?: { pool?: string } | false } = {},
+): Promise<{ url: string; inspectorPort: number }> {
   const [port, inspectorPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${port}`;
   await stack.startProcess({
-    name: 'gateway-measured',
+    name: `gateway-${name}`,
     script: fileURLToPath(new URL('../src/gateway/main.ts', import.meta.url)),
     env: {
       DORMOUSE_GATEWAY_PORT: String(port),
@@ -106,11 +112,13 @@ async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; i
       NODE_OPTIONS: `--inspect=127.0.0.1:${inspectorPort}`,
     },
   });
-  await stack.startProcess({
-    name: 'runner-measured',
-    script: fileURLToPath(new URL('../examples/runner.ts', import.meta.url)),
-    env: { DORMOUSE_GATEWAY_URL: url },
-  });
+  if (runner) {
+    await stack.startProcess({
+      name: `runner-${name}`,
+      script: fileURLToPath(new URL('../examples/runner.ts', import.meta.url)),
+      env: { DORMOUSE_GATEWAY_URL: url, ...(runner.pool === undefined ? {} : { DORMOUSE_RUNNER_POOL: runner.pool }) },
+    });
+  }
   return { url, inspectorPort };
 }
 
@@ -119,7 +127,7 @@ async function startMeasuredGateway(stack: LocalStack): Promise<{ url: string; i
  * statistics lazily (a busy backend may hold them back for up to a minute), so the window opens
  * only once they have stopped moving for a few seconds: writes made before it stay out of it.
  */
-async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext): Promise<number> {
+export async function writesDuring(db: pg.Pool, seconds: number, context: BenchContext): Promise<number> {
   await statisticsSettled(db, context);
   const before = await tableWrites(db);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
@@ -167,8 +175,8 @@ async function tableWrites(db: pg.Pool): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [r.relname, Number(r.writes)]));
 }
 
-async function count(db: pg.Pool, sql: string): Promise<number> {
-  const { rows } = await db.query<{ count: string }>(sql);
+export async function count(db: pg.Pool, sql: string, params: unknown[] = []): Promise<number> {
+  const { rows } = await db.query<{ count: string }>(sql, params);
   return Number(rows[0]?.count ?? 0);
 }
 
@@ -181,7 +189,7 @@ async function createRoom(gatewayUrl: string): Promise<string> {
   return ((await response.json()) as { actor: { actorId: string } }).actor.actorId;
 }
 
-async function putToSleep(gatewayUrl: string, actorId: string): Promise<void> {
+export async function putToSleep(gatewayUrl: string, actorId: string): Promise<void> {
   await fetch(`${gatewayUrl}/actors/${actorId}/sleep`, { method: 'POST' });
   await waitFor(
     async () =>
@@ -192,7 +200,7 @@ async function putToSleep(gatewayUrl: string, actorId: string): Promise<void> {
 }
 
 /** Opens `n` sockets, a hundred at a time. */
-async function openSockets(url: string, n: number): Promise<WebSocket[]> {
+export async function openSockets(url: string, n: number): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i += 100) {
     const batch = Array.from({ length: Math.min(100, n - i) }, () => new WebSocket(url));
@@ -219,6 +227,6 @@ async function bareServerBytesPerSocket(stack: LocalStack, n: number): Promise<n
   return (after - before) / n;
 }
 
-function wsBase(httpUrl: string): string {
+export function wsBase(httpUrl: string): string {
   return httpUrl.replace(/^http/, 'ws');
 }

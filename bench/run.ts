@@ -12,6 +12,9 @@ import { onShutdownSignal } from '../dev/shutdown-signal.js';
 import { errorMessage } from '../src/errors.js';
 import type { Benchmark, Figure } from './benchmark.js';
 import { coldStart } from './cold-start.js';
+import { crossGateway } from './cross-gateway.js';
+import { fanout } from './fanout.js';
+import { gatewaySockets } from './gateway-sockets.js';
 import { hibernatingSockets } from './hibernating-sockets.js';
 import { phases } from './phases.js';
 import { pollLimits } from './poll-limits.js';
@@ -20,10 +23,19 @@ import { startRate } from './start-rate.js';
 import { wake } from './wake.js';
 
 const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map(
-  [coldStart, wake, hibernatingSockets, startRate, sleepingActors, phases, pollLimits].map((bench) => [
-    bench.name,
-    bench,
-  ]),
+  [
+    coldStart,
+    wake,
+    hibernatingSockets,
+    startRate,
+    sleepingActors,
+    phases,
+    pollLimits,
+    fanout,
+    crossGateway,
+    gatewaySockets,
+    (await import('./workerd-baseline.js')).workerdBaseline,
+  ].map((bench) => [bench.name, bench]),
 );
 
 const USAGE_ERROR = 2;

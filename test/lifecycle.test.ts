@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorWorkflowId } from '../src/workflows/actor-api.js';
-import { type Api, type ChatView, actorRequest, createActor, getActor, waitForActor } from './harness/actors.js';
+import { actorRequest, createActor, getActor, waitForActor, type Api, type ChatView } from './harness/actors.js';
 import { activityCalls, actorHistories, recordHistories, recordedStarts } from './harness/history.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type TestStack } from './harness/stack.js';

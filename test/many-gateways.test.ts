@@ -5,7 +5,7 @@
 import type { ChatMessage } from '../examples/chat.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../dev/free-port.js';
-import { type Api, type ChatView, actorRequest, createActor, waitForActor } from './harness/actors.js';
+import { actorRequest, createActor, waitForActor, type Api, type ChatView } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type GatewayProcess, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';

@@ -14,7 +14,7 @@ import {
   type GatewaySessionFrame,
 } from '../src/protocol/session-protocol.js';
 import { wsText } from '../src/util/ws-data.js';
-import { type Api, type ChatView, actorRequest, createActor } from './harness/actors.js';
+import { actorRequest, createActor, waitForActor, type Api, type ChatView } from './harness/actors.js';
 import { actorsApi } from './harness/http.js';
 import { createTestStack, type GatewayProcess, type TestStack } from './harness/stack.js';
 import { waitFor } from './harness/wait.js';
@@ -26,7 +26,12 @@ let gatewayA: GatewayProcess;
 let gatewayB: GatewayProcess;
 
 beforeAll(async () => {
-  stack = await createTestStack({ nats: true, runners: [], workers: 1 });
+  stack = await createTestStack({
+    nats: true,
+    runners: [],
+    workers: 1,
+    env: { DORMOUSE_RUNNER_LOST_MS: '3000', DORMOUSE_RUNNER_PING_MS: '500' },
+  });
   gatewayA = stack.gateway!;
   gatewayB = await stack.startGateway({ name: 'gateway-b' });
   // The runner sits on gateway B; gateway A holds only clients (and is the one killed last).
@@ -106,9 +111,52 @@ describe('a resumable session', () => {
     expect(msgs.map((m) => m.seq)).toEqual([2, 3]);
     expect(chatTexts(msgs)).toEqual(['two', 'three']);
     expect(await connections(room.actorId)).toBe(1); // one continuous connection at the actor
+
+    // The actor restarts (sleep, then a wake): its start restores the session where it now is.
+    second.send({ t: 'ack', seq: 3 });
+    expect((await api.sleep(room.actorId)).status).toBe(202);
+    await waitForActor(api, room.actorId, (a) => a.state === 'sleeping', 'asleep');
+    second.send({ t: 'msg', index: 4, data: 'four', binary: false });
+    const after = await second.next('msg', 3);
+    expect(after.map((m) => m.seq)).toEqual([2, 3, 4]);
+    expect(await connections(room.actorId)).toBe(1);
     second.ws.close(1000);
     expect((await second.closed).code).toBe(1000);
     await waitFor(async () => (await connections(room.actorId)) === 0, { timeoutMs: 10_000, message: 'closed' });
+  });
+
+  it('stays the same connection when its actor restarts on another runner right after the resume', async () => {
+    const room = await createActor(api, { name: 'chat', key: 'resume-then-crash' });
+    const first = await RawSession.connect(gatewayA.url, room.actorId, { t: 'open' });
+    const [session] = await first.next('session');
+    first.send({ t: 'msg', index: 1, data: 'one', binary: false });
+    await first.next('msg');
+    first.send({ t: 'ack', seq: 1 });
+    await first.next('ack');
+    first.ws.terminate();
+    const second = await RawSession.connect(gatewayB.url, room.actorId, {
+      t: 'resume',
+      session: session!.session,
+      seq: 1,
+      index: 1,
+    });
+    await second.next('session');
+
+    // Its runner dies before the actor writes anything: the next generation's snapshot names the
+    // session on gateway B, the actor's record still gateway A.
+    const runner = stack.runners.find((r) => r.name === 'runner-b')!;
+    runner.kill('SIGKILL');
+    await runner.exited;
+    await stack.startRunner({ name: 'runner-b2', env: { DORMOUSE_GATEWAY_URL: gatewayB.url } });
+    await waitForActor(api, room.actorId, (a) => a.state === 'running' && a.generation === 2, 'moved', 30_000);
+
+    second.send({ t: 'msg', index: 2, data: 'two', binary: false });
+    const msgs = await second.next('msg');
+    expect(msgs.map((m) => m.seq)).toEqual([2]);
+    expect(second.frames.some((f) => f.t === 'ack' && f.index === 2)).toBe(true);
+    expect(await connections(room.actorId)).toBe(1);
+    second.ws.close(1000);
+    expect((await second.closed).code).toBe(1000);
   });
 
   it('refuses a wrong token, another actor’s token, an ended session and an expired one, changing nothing', async () => {

@@ -44,8 +44,10 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
   let browser: Browser | undefined;
   let page: Page;
   let uiUrl: string;
-  /** Ran generation 1, then was put to sleep. */
+  /** Ran generation 1, then was put to sleep, and after a quiet while continued as new. */
   let sleeper: ActorView & { runnerId: string };
+  /** The sleeper's first run (the one that started and stopped it) and its latest (asleep). */
+  let sleeperRuns: { first: string; latest: string };
   /** Left running (for an hour). */
   let awake: ActorView;
 
@@ -63,6 +65,14 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
     // Not idle-sleeping after the default 30 s while the browser looks at the other one.
     awake = await createActor(api, { name: 'chat', key: 'kitchen', input: { sleepAfterMs: 3_600_000 } });
     await waitForActor(api, awake.actorId, (a) => a.state === 'running', 'running');
+    sleeperRuns = await waitFor(
+      async () => {
+        const run = await stack.temporal.workflow.getHandle(actorWorkflowId(sleeper.actorId)).describe();
+        const first = run.raw.workflowExecutionInfo?.firstRunId;
+        return first && first !== run.runId ? { first, latest: run.runId } : undefined;
+      },
+      { timeoutMs: UI_TIMEOUT_MS, message: 'the sleeper continued as new after its quiet while asleep' },
+    );
 
     // The dev server is up once its frontend answers; its UI may come a moment later.
     await waitFor(async () => (await fetch(uiUrl, { signal: AbortSignal.timeout(5_000) })).ok, {
@@ -91,14 +101,17 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
 
   it("shows an actor workflow's summary, current details and activity summaries", async () => {
     const workflowId = actorWorkflowId(sleeper.actorId);
-    const { runId } = await stack.temporal.workflow.getHandle(workflowId).describe();
+    const runId = sleeperRuns.first;
     const workflowPath = `/namespaces/${stack.namespace}/workflows/${encodeURIComponent(workflowId)}`;
     const key = sleeper.key!;
     const runner = sleeper.runnerId;
 
     await onFailureDump('workflow', async () => {
-      // The workflow id alone redirects to its latest run, on the Timeline tab.
+      // The workflow id alone redirects to its latest run, on the Timeline tab; the first run
+      // holds the actor's life until it fell asleep.
       await page.goto(`${uiUrl}${workflowPath}`);
+      await page.waitForURL((url) => url.pathname === `${workflowPath}/${sleeperRuns.latest}/timeline`);
+      await page.goto(`${uiUrl}${workflowPath}/${runId}/timeline`);
       await page.waitForURL((url) => url.pathname === `${workflowPath}/${runId}/timeline`);
       await visible(page.getByRole('heading', { name: workflowId }));
 

@@ -51,6 +51,8 @@ export interface ResumableSocketEvents {
   resumed: [gatewayUrl: string];
   /** Closed for good (no more reconnecting), once. */
   close: [code: number, reason: string];
+  /** EventEmitter's own, before a listener is added. */
+  newListener: [event: string | symbol, listener: (...args: unknown[]) => void];
 }
 
 /** `open` failed: the gateway closed the socket (or refused the upgrade) before giving a session. */
@@ -126,6 +128,8 @@ export class ResumableSocket extends EventEmitter<ResumableSocketEvents> {
   private index = 0;
   private indexAcked = 0;
   private readonly outbox: PendingMessage[] = [];
+  /** Actor frames received while nobody listened for `message` yet, in order. */
+  private readonly unheard: (string | Buffer)[] = [];
 
   /** `open` in progress: settled by the first `session`, or by failing on every gateway. */
   private opening: { resolve: () => void; reject: (err: Error) => void; failures: number } | null = null;
@@ -148,6 +152,10 @@ export class ResumableSocket extends EventEmitter<ResumableSocketEvents> {
   ) {
     super();
     this.gateways = gateways;
+    // Emitted before the listener is added: delivered once it is.
+    this.on('newListener', (event) => {
+      if (event === 'message' && this.unheard.length > 0) queueMicrotask(() => this.flushUnheard());
+    });
   }
 
   /**
@@ -307,7 +315,20 @@ export class ResumableSocket extends EventEmitter<ResumableSocketEvents> {
     this.seq = frame.seq;
     this.gapsInARow = 0;
     this.scheduleAck();
-    this.emit('message', frame.binary ? Buffer.from(frame.data, 'base64') : frame.data);
+    this.deliver(frame.binary ? Buffer.from(frame.data, 'base64') : frame.data);
+  }
+
+  /**
+   * Frames that come with the session (in the same read) arrive before `open` has resolved, so
+   * before the application can listen: they wait for the first `message` listener.
+   */
+  private deliver(data: string | Buffer): void {
+    if (this.listenerCount('message') > 0 && this.unheard.length === 0) this.emit('message', data);
+    else this.unheard.push(data);
+  }
+
+  private flushUnheard(): void {
+    while (this.unheard.length > 0 && this.listenerCount('message') > 0) this.emit('message', this.unheard.shift()!);
   }
 
   /** The gateway holds every own message up to `index`: they need no resending. */

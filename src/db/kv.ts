@@ -7,6 +7,18 @@ import type { KvEntry, KvOp } from '../protocol/runner-protocol.js';
 import { Fenced } from '../errors.js';
 import { inTransaction, type Db } from './pool.js';
 
+/*
+ * Key ranges: `key >= prefix` bounds each range on the primary key's index (starts_with alone
+ * cannot, and the trim then read every key of the actor once per connection); test/schema.test.ts
+ * checks both plans.
+ */
+/** Deletes, per `(prefix, through)`, the keys with that prefix up to `through`. */
+export const TRIM_SQL = `DELETE FROM actor_kv a USING unnest($2::text[], $3::text[]) AS t(prefix, through)
+  WHERE a.actor_id = $1 AND a.key >= t.prefix AND a.key <= t.through AND starts_with(a.key, t.prefix)`;
+/** The keys with a prefix, in order. */
+export const LIST_SQL = `SELECT key, value FROM actor_kv
+  WHERE actor_id = $1 AND key >= $2 AND starts_with(key, $2) ORDER BY key`;
+
 export interface KvFence {
   actorId: string;
   runnerId: string;
@@ -42,11 +54,7 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
         // Ranges first: a write never trims what it puts (the outbox trims only acknowledged frames).
         const trim = op.trim ?? [];
         if (trim.length > 0) {
-          await tx.query(
-            `DELETE FROM actor_kv a USING unnest($2::text[], $3::text[]) AS t(prefix, through)
-             WHERE a.actor_id = $1 AND starts_with(a.key, t.prefix) AND a.key <= t.through`,
-            [fence.actorId, trim.map((t) => t.prefix), trim.map((t) => t.through)],
-          );
+          await tx.query(TRIM_SQL, [fence.actorId, trim.map((t) => t.prefix), trim.map((t) => t.through)]);
         }
         if (deletes.length > 0) {
           await tx.query('DELETE FROM actor_kv WHERE actor_id = $1 AND key = ANY($2::text[])', [
@@ -65,10 +73,7 @@ export async function runKvOp(db: Db, fence: KvFence, op: KvOp): Promise<KvEntry
         return [];
       }
       case 'list': {
-        const { rows } = await tx.query<{ key: string; value: Buffer }>(
-          `SELECT key, value FROM actor_kv WHERE actor_id = $1 AND starts_with(key, $2) ORDER BY key`,
-          [fence.actorId, op.prefix],
-        );
+        const { rows } = await tx.query<{ key: string; value: Buffer }>(LIST_SQL, [fence.actorId, op.prefix]);
         return rows.map((r) => ({ key: r.key, value: r.value.toString('base64') }));
       }
     }

@@ -38,9 +38,17 @@ export class ActorRouter {
    * Throws ActorNotFound, ActorDestroyed, ActorUnavailable (not running in time), or whatever
    * `send` throws but NotHosted (and RunnerUnreachable before the deadline).
    */
-  async route<T>(actorId: string, trigger: WakeTrigger, send: SendToActor<T>): Promise<T> {
+  async route<T>(
+    actorId: string,
+    trigger: WakeTrigger,
+    send: SendToActor<T>,
+    /** False once the request no longer needs the actor (a late answer settled it): no more wakes. */
+    wanted: () => boolean = () => true,
+  ): Promise<T> {
     const deadline = Date.now() + this.timing.wakeTimeoutMs;
-    const wake = () => this.waker.wake(actorId, trigger);
+    const wake = () => {
+      if (wanted()) this.waker.wake(actorId, trigger);
+    };
     let staleGeneration: number | undefined;
     for (;;) {
       const actor = await this.watch.waitUntilRunning(actorId, {

@@ -180,16 +180,24 @@ export class ClientSocketHub {
 
   /** Routes the open to the running actor (waking it); a failure closes the client with its code. */
   private async open(socket: ClientSocket): Promise<void> {
+    // An open that timed out may still be accepted, late: the socket is then the actor's, and the
+    // route, still waiting for a newer generation, must neither wake the actor nor fail the socket.
+    const opening = () => socket.phase === 'opening';
     try {
-      await this.deps.router.route(socket.actorId, 'websocket', async (actor) => {
-        if (socket.phase !== 'opening') return; // closed meanwhile, or restored by a start
-        // A resumed session continues a connection the actor holds: offered, it is not opened anew.
-        const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, socket.isResumed);
-        if (outcome === 'not_hosted')
-          throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
-      });
+      await this.deps.router.route(
+        socket.actorId,
+        'websocket',
+        async (actor) => {
+          if (!opening()) return; // closed meanwhile, or restored by a start
+          // A resumed session continues a connection the actor holds: offered, it is not opened anew.
+          const outcome = await this.requestOpenBounded(socket, actor.runnerId, actor.generation, socket.isResumed);
+          if (outcome === 'not_hosted')
+            throw new NotHosted(`runner ${actor.runnerId} does not host generation ${actor.generation}`);
+        },
+        opening,
+      );
     } catch (err) {
-      if (socket.phase === 'closed') return;
+      if (!opening()) return;
       if (!(err instanceof DormouseError)) socket.log.error({ err }, 'opening a client socket failed');
       this.closeWithError(socket, err instanceof DormouseError ? err : new InternalError());
     }

@@ -343,6 +343,11 @@ export class ActorInstance {
           );
           return;
         }
+        if (known.record.gatewayId !== message.gatewayId) {
+          // A session resumed on another gateway (H10): the record follows it with the next write.
+          known.record.gatewayId = message.gatewayId;
+          known.dirty = known.hibernatable;
+        }
         this.host.send(this.tunnel(known.id, { kind: 'wsOpenAck', hibernatable: known.hibernatable }));
         // The gateway missed this start's restore report, and so the outbox resent with it.
         this.outAcked(known.id, message.lastOutSeq);

@@ -73,16 +73,22 @@ export interface Reconciliation {
   lost: ConnectionRecord[];
 }
 
-/** H5. Pure: a connection is the same on both sides only if request and gateway ids match. */
+/**
+ * H5. Pure: a connection is the same on both sides if its request id is (gateways make them
+ * unique). Its gateway is the snapshot's: a resumed session (H10) keeps its request id and moves
+ * to the gateway it resumed on, which the actor's record may not know yet.
+ */
 export function reconcile(snapshot: HibernatingRequestRef[], records: ConnectionRecord[]): Reconciliation {
-  const key = (gatewayId: string, requestId: string) => `${gatewayId}/${requestId}`;
-  const inSnapshot = new Set(snapshot.map((r) => key(r.gatewayId, r.requestId)));
-  const inRecords = new Set(records.map((r) => key(r.gatewayId, r.requestId)));
-  return {
-    restore: records.filter((r) => inSnapshot.has(key(r.gatewayId, r.requestId))),
-    unknown: snapshot.filter((r) => !inRecords.has(key(r.gatewayId, r.requestId))),
-    lost: records.filter((r) => !inSnapshot.has(key(r.gatewayId, r.requestId))),
-  };
+  const gatewayOf = new Map(snapshot.map((r) => [r.requestId, r.gatewayId]));
+  const recorded = new Set(records.map((r) => r.requestId));
+  const restore: ConnectionRecord[] = [];
+  const lost: ConnectionRecord[] = [];
+  for (const record of records) {
+    const gatewayId = gatewayOf.get(record.requestId);
+    if (gatewayId === undefined) lost.push(record);
+    else restore.push({ ...record, gatewayId });
+  }
+  return { restore, unknown: snapshot.filter((r) => !recorded.has(r.requestId)), lost };
 }
 
 export interface ConnectionHost {

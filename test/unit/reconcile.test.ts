@@ -29,13 +29,13 @@ describe('reconcile (H5)', () => {
     expect(reconcile([live], [])).toEqual({ restore: [], unknown: [live], lost: [] });
   });
 
-  it('matches on gateway and request together', () => {
+  it('matches on the request id; the gateway is the snapshot’s (a resumed session moved)', () => {
     const r = record('gw-old');
-    const sameRequestOtherGateway = { gatewayId: 'gw-new', requestId: r.requestId };
-    expect(reconcile([sameRequestOtherGateway], [r])).toEqual({
-      restore: [],
-      unknown: [sameRequestOtherGateway],
-      lost: [r],
+    const resumedElsewhere = { gatewayId: 'gw-new', requestId: r.requestId };
+    expect(reconcile([resumedElsewhere], [r])).toEqual({
+      restore: [{ ...r, gatewayId: 'gw-new' }],
+      unknown: [],
+      lost: [],
     });
   });
 });

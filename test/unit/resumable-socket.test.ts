@@ -63,6 +63,8 @@ interface GatewayFaults {
   silent?: boolean;
   /** WebSocket pings go unanswered, as on a connection that died without a word. */
   noPongs?: boolean;
+  /** Right behind the session, in the same breath, an actor frame with this text. */
+  greeting?: string;
 }
 
 /** A gateway speaking `dormouse.v1` for one actor; it echoes each message as `echo:<text>`. */
@@ -154,7 +156,9 @@ class FakeGateway {
     if (frame.t === 'open') {
       if (this.faults.refuseOpen) return ws.close(this.faults.refuseOpen.code, this.faults.refuseOpen.reason);
       actor.holder = ws;
-      return send(ws, { t: 'session', session: actor.token, index: 0, seq: 0 });
+      send(ws, { t: 'session', session: actor.token, index: 0, seq: 0 });
+      if (this.faults.greeting) actor.broadcast(this.faults.greeting, { binary: false });
+      return;
     }
     if (frame.session !== actor.token) return ws.close(ClientCloseCode.SessionInvalid, 'no such session');
     if (actor.expired) return ws.close(ClientCloseCode.SessionExpired, 'session expired');
@@ -224,6 +228,18 @@ describe('ResumableSocket', () => {
     await until(() => gateway.closes.length === 1, 'the gateway sees the close');
     expect(gateway.closes).toEqual([1000]);
     expect(() => socket.send('late')).toThrow(/closed/);
+  });
+
+  it('keeps frames that came with the session for the first message listener', async () => {
+    const actor = new FakeActor();
+    const gateway = await FakeGateway.start(actor, { greeting: 'welcome' });
+    const socket = await ResumableSocket.open({ gateways: [gateway.url], actorId: actor.actorId });
+    sockets.push(socket);
+    await until(() => socket.lastSeq === 1, 'the greeting received');
+    const messages: (string | Buffer)[] = [];
+    socket.on('message', (data) => messages.push(data));
+    await until(() => messages.length === 1, 'the greeting delivered');
+    expect(texts(messages)).toEqual(['welcome']);
   });
 
   it('numbers its messages, keeps them until acknowledged, and acknowledges the highest seq', async () => {

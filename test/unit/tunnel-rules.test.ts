@@ -229,6 +229,23 @@ describe('ActorRouter', () => {
     expect(waits.map((w) => w.staleGeneration)).toEqual([undefined, undefined]);
   });
 
+  it('asks no wake for a request that no longer needs the actor', async () => {
+    const wakes: string[] = [];
+    const counting = { wake: (id: string) => void wakes.push(id) } as unknown as Waker;
+    const { watch, waits } = watchOf([running(1)]);
+    let wanted = true;
+    await new ActorRouter(watch, counting, noRunnerBack, TIMING, log).route(
+      actorId,
+      'websocket',
+      async () => 'ok',
+      () => wanted,
+    );
+    waits[0]!.wake();
+    wanted = false; // e.g. a socket whose late open acknowledgement settled it
+    waits[0]!.wake();
+    expect(wakes).toEqual([actorId]);
+  });
+
   it('gives up on an away runner at the route deadline', async () => {
     const { watch } = watchOf([running(1), running(1), running(1), running(1)]);
     const router = new ActorRouter(

@@ -19,6 +19,7 @@ import {
   RunnerIdKey,
 } from '../../src/workflows/search-attributes.js';
 import { runnerOf } from '../harness/fake-activities.js';
+import { waitFor } from '../harness/wait.js';
 import {
   startActorTestEnv,
   type ActorTestEnv,
@@ -472,6 +473,23 @@ describe('actor lifecycle: starts', () => {
           },
         },
       ],
+    });
+  });
+
+  it('asleep and quiet for 10 s, continues as new; the new run wakes it as the next generation', async () => {
+    const actor = await givenActor('sleeping');
+    const runs = async () => {
+      const run = await actor.handle.describe();
+      return run.runId === run.raw.workflowExecutionInfo?.firstRunId ? 1 : 2;
+    };
+    await actor.elapse(9_000);
+    expect(await runs()).toBe(1); // a wake this soon finds the run it fell asleep in
+    await actor.elapse(2_000);
+    await waitFor(async () => (await runs()) === 2, { timeoutMs: 10_000, message: 'a new run' });
+    await actor.wake();
+    expect(actor.lastCall('insertAndSendCommands')?.input.commands[0]).toMatchObject({
+      generation: 2,
+      command: { kind: 'startActor', reason: 'wake', input: { start: 1 } },
     });
   });
 
