@@ -11,20 +11,18 @@
  * object in module state, which eviction keeps, so every wake sample is checked to have rebuilt
  * its object; a sample that did not fails the measurement.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import WebSocket from 'ws';
 import { freePort } from '../dev/free-port.js';
-import { describeExit, killOnExit, signalProcess, type ProcessExit } from '../dev/processes.js';
-import { allSettledOrThrow, waitFor, within } from '../dev/wait.js';
+import { startServerProcess } from '../dev/server-process.js';
+import { allSettledOrThrow, within } from '../dev/wait.js';
 import { wsText } from '../src/util/ws-data.js';
 import { measureInterleaved, type BenchContext, type Samples } from './benchmark.js';
 
@@ -35,8 +33,6 @@ const READY_TIMEOUT_MS = 15_000;
 const PROBE_TIMEOUT_MS = 1_000;
 const STEP_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
-const KILL_WAIT_MS = 5_000;
-const TAIL_LINES = 30;
 /**
  * How long the rooms are left alone before their wakes are timed: workerd evicts an object after
  * 10 s without events (observed: 9 s idle still warm, 10 s rebuilt); 2 s more for its check to
@@ -85,62 +81,26 @@ export async function startWorkerd(options: StartWorkerdOptions = {}): Promise<W
     `do-storage=${storageDir}`,
   ];
 
-  // Its own process group, as for nats-server: a terminal's Ctrl-C reaches only its parent.
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  killOnExit(child, true);
-  const tail: string[] = [];
-  const record = (line: string): void => {
-    tail.push(line);
-    if (tail.length > TAIL_LINES) tail.shift();
-    options.log?.(line);
-  };
-  for (const stream of [child.stdout, child.stderr])
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', record);
-  const exited = new Promise<ProcessExit>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.on('error', (err) => {
-      record(`spawn failed: ${err.message}`);
-      resolve({ code: null, signal: null });
-    });
-  });
-
-  const terminate = async (): Promise<void> => {
-    if (child.pid !== undefined) {
-      signalProcess(child.pid, 'SIGTERM', true);
-      if (!(await within(exited, STOP_GRACE_MS))) {
-        signalProcess(child.pid, 'SIGKILL', true);
-        if (!(await within(exited, KILL_WAIT_MS))) {
-          throw new Error(`workerd (pid ${child.pid}, ${url}) did not exit after SIGKILL`);
-        }
-      }
-    }
+  const server = await startServerProcess({
+    name: `workerd on ${url}`,
+    command: binary,
+    args,
+    ready: async () => {
+      const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      return response.ok && ((await response.json()) as { ok?: unknown }).ok === true;
+    },
+    readyTimeoutMs: READY_TIMEOUT_MS,
+    readyIntervalMs: 50,
+    stopGraceMs: STOP_GRACE_MS,
+    ...(options.log ? { log: options.log } : {}),
+  }).catch(async (err: unknown) => {
     await rm(storageDir, { recursive: true, force: true });
-  };
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => (stopping ??= terminate());
-
-  const died = new AbortController();
-  void exited.then((exit) =>
-    died.abort(new Error(`workerd exited while starting (${describeExit(exit)}):\n${tail.join('\n')}`)),
-  );
-  try {
-    await waitFor(
-      async () => {
-        const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-        return response.ok && ((await response.json()) as { ok?: unknown }).ok === true;
-      },
-      {
-        timeoutMs: READY_TIMEOUT_MS,
-        intervalMs: 50,
-        message: `workerd (\`${binary} ${args.join(' ')}\`) to answer on ${url}`,
-        signal: died.signal,
-      },
-    );
-  } catch (err) {
-    await stop().catch(() => undefined);
     throw err;
-  }
-  return { url, pid: child.pid!, stop };
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= server.stop().finally(() => rm(storageDir, { recursive: true, force: true })));
+  return { url, pid: server.pid, stop };
 }
 
 export interface MeasureOptions extends Partial<BenchContext> {

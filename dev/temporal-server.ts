@@ -2,21 +2,17 @@
  * The Temporal CLI's dev server (`temporal server start-dev`) for `npm start` and the tests, and
  * namespace set-up for any Temporal server. A real Temporal server, never a stand-in.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { describeFailure, runCommand, type CommandResult } from './exec.js';
 import { freePort } from './free-port.js';
-import { describeExit, killOnExit, signalProcess, type ProcessExit } from './processes.js';
+import { startServerProcess } from './server-process.js';
 import { ACTOR_SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes.js';
-import { waitFor, within } from './wait.js';
+import { waitFor } from './wait.js';
 
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
-const KILL_WAIT_MS = 5_000;
 /** Bound on one CLI call (they take ~0.1 s; a hung server must not hang the caller). */
 const CLI_TIMEOUT_MS = 15_000;
-const TAIL_LINES = 30;
 const NAMESPACE_VISIBLE_TIMEOUT_MS = 30_000;
 
 /**
@@ -67,59 +63,18 @@ export async function startTemporalDevServer(options: StartTemporalDevServerOpti
   for (const [key, value] of Object.entries({ ...QUEUE_POLL_LIMITS, ...options.dynamicConfig }))
     args.push('--dynamic-config-value', `${key}=${value}`);
 
-  // Its own process group, so stop() reaches everything it runs and a terminal's Ctrl-C reaches
-  // only its parent, which stops it last (after the workers that use it).
-  const child = spawn(cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  killOnExit(child, true);
-  const tail: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-      tail.push(line);
-      if (tail.length > TAIL_LINES) tail.shift();
-      log?.(line);
-    });
-  }
-  const exited = new Promise<ProcessExit>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    // Spawning failed (bad cliPath); later errors (a failed kill) must not go unhandled either.
-    child.on('error', (err) => {
-      tail.push(`spawn failed: ${err.message}`);
-      resolve({ code: null, signal: null });
-    });
+  const server = await startServerProcess({
+    name: 'Temporal dev server',
+    command: cliPath,
+    args,
+    ready: () =>
+      cliSucceeds(cliPath, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', address]),
+    readyTimeoutMs: READY_TIMEOUT_MS,
+    readyIntervalMs: 200,
+    stopGraceMs: STOP_GRACE_MS,
+    ...(log ? { log } : {}),
   });
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      if (child.pid === undefined) return;
-      signalProcess(child.pid, 'SIGTERM', true);
-      if (await within(exited, STOP_GRACE_MS)) return;
-      signalProcess(child.pid, 'SIGKILL', true);
-      if (!(await within(exited, KILL_WAIT_MS))) {
-        throw new Error(`Temporal dev server (pid ${child.pid}) did not exit after SIGKILL`);
-      }
-    })());
-
-  // A server that dies while starting fails the wait at once instead of at the deadline.
-  const died = new AbortController();
-  void exited.then((exit) =>
-    died.abort(new Error(`Temporal dev server exited while starting (${describeExit(exit)}):\n${tail.join('\n')}`)),
-  );
-  try {
-    await waitFor(
-      () => cliSucceeds(cliPath, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', address]),
-      {
-        timeoutMs: READY_TIMEOUT_MS,
-        intervalMs: 200,
-        message: `Temporal dev server (\`${cliPath} ${args.join(' ')}\`) to serve on ${address}`,
-        signal: died.signal,
-      },
-    );
-  } catch (err) {
-    await stop().catch(() => undefined);
-    throw err;
-  }
-  return { address, uiUrl: uiPort === null ? null : `http://${HOST}:${uiPort}`, stop };
+  return { address, uiUrl: uiPort === null ? null : `http://${HOST}:${uiPort}`, stop: () => server.stop() };
 }
 
 /**
