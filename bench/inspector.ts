@@ -1,8 +1,10 @@
 /**
- * Reads a Node process's retained memory through its inspector (the process runs with
+ * A process's memory, two ways. Retained, through its inspector (the process runs with
  * `--inspect=127.0.0.1:<port>`): a full garbage collection first, then the heap in use plus
- * memory held outside it (buffers), so that what was allocated and dropped does not count.
+ * memory held outside it (buffers), so that what was allocated and dropped does not count. And
+ * resident (VmRSS), as the system sees it.
  */
+import { readFile } from 'node:fs/promises';
 import WebSocket from 'ws';
 import { wsText } from '../src/util/ws-data.js';
 
@@ -45,4 +47,12 @@ function callOver(ws: WebSocket): (method: string, params?: object) => Promise<u
       ws.on('message', onMessage);
       ws.send(JSON.stringify({ id, method, params }));
     });
+}
+
+/** A process's resident memory (VmRSS), bytes. */
+export async function processRss(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(kib) * 1024;
 }

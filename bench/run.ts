@@ -18,14 +18,18 @@ import { gatewaySockets } from './gateway-sockets.js';
 import { hibernatingSockets } from './hibernating-sockets.js';
 import { phases } from './phases.js';
 import { pollLimits } from './poll-limits.js';
+import { restingMemory } from './resting-memory.js';
 import { sleepingActors } from './sleeping-actors.js';
 import { startRate } from './start-rate.js';
 import { wake } from './wake.js';
+import { wakeInPlace } from './wake-in-place.js';
 
 const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map(
   [
     coldStart,
     wake,
+    wakeInPlace,
+    restingMemory,
     hibernatingSockets,
     startRate,
     sleepingActors,

@@ -31,7 +31,6 @@
  * sleeps lag behind the creates, no create waits for a free slot on a runner.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import type { Command } from 'commander';
 import pg from 'pg';
@@ -54,6 +53,7 @@ import {
   type StackFlags,
 } from './benchmark.js';
 import { BASELINE_NAME, startBaseline } from './baseline.js';
+import { processRss } from './inspector.js';
 import { createChat, expectJson } from './cold-start.js';
 
 interface SleepingActorsFlags extends SampleFlags, StackFlags {
@@ -217,14 +217,7 @@ async function asleepCount(db: pg.Pool, keyPrefix: string): Promise<number> {
 
 /** The resident memory of the stack's worker processes, summed (bytes). */
 async function workersRss(stack: LocalStack): Promise<number> {
-  const sizes = await Promise.all(
-    stack.processes.workers.map(async (worker) => {
-      const status = await readFile(`/proc/${worker.pid}/status`, 'utf8');
-      const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
-      if (kib === undefined) throw new Error(`no VmRSS in /proc/${worker.pid}/status (${worker.name})`);
-      return Number(kib) * 1024;
-    }),
-  );
+  const sizes = await Promise.all(stack.processes.workers.map((worker) => processRss(worker.pid)));
   return sizes.reduce((a, b) => a + b, 0);
 }
 

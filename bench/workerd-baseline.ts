@@ -12,7 +12,7 @@
  */
 import type { Command } from 'commander';
 import { declareSampleFlags, figureOf, type Benchmark, type SampleFlags } from './benchmark.js';
-import { measureDoColdStart, measureDoWake, startWorkerd } from './workerd.js';
+import { measureDoColdStart, measureDoWake, withWorkerd } from './workerd.js';
 
 const BASELINE_NAME = 'workerd-plain-worker';
 
@@ -23,19 +23,14 @@ export const workerdBaseline: Benchmark<SampleFlags> = {
   declareFlags(command: Command) {
     declareSampleFlags(command, { n: 200, warmup: 5 });
   },
-  async run(flags, context) {
-    const { log } = context;
-    const workerd = await startWorkerd({ log: (line) => log.debug({ workerd: line }, 'workerd output') });
-    log.info({ url: workerd.url, pid: workerd.pid }, 'workerd ready');
-    try {
-      const coldStart = await measureDoColdStart(workerd.url, flags.n, { ...context, warmup: flags.warmup });
-      const wake = await measureDoWake(workerd.url, flags.n, { ...context, warmup: flags.warmup });
+  run(flags, context) {
+    return withWorkerd(context, async (url) => {
+      const coldStart = await measureDoColdStart(url, flags.n, { ...context, warmup: flags.warmup });
+      const wake = await measureDoWake(url, flags.n, { ...context, warmup: flags.warmup });
       return [
         figureOf('workerd-do-cold-start', BASELINE_NAME, coldStart),
         figureOf('workerd-do-wake', BASELINE_NAME, wake),
       ];
-    } finally {
-      await workerd.stop();
-    }
+    });
   },
 };

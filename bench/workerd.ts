@@ -103,6 +103,18 @@ export async function startWorkerd(options: StartWorkerdOptions = {}): Promise<W
   return { url, pid: server.pid, stop };
 }
 
+/** Runs `body` with a workerd of its own (its output in the debug log), stopped afterwards whatever happens. */
+export async function withWorkerd<T>(context: BenchContext, body: (url: string) => Promise<T>): Promise<T> {
+  const { log } = context;
+  const workerd = await startWorkerd({ log: (line) => log.debug({ workerd: line }, 'workerd output') });
+  log.info({ url: workerd.url, pid: workerd.pid }, 'workerd ready');
+  try {
+    return await body(workerd.url);
+  } finally {
+    await workerd.stop();
+  }
+}
+
 export interface MeasureOptions extends Partial<BenchContext> {
   /** Iterations run first and not counted (default 5). */
   warmup?: number;

@@ -1,7 +1,9 @@
 /**
  * The demo actor `chat` (DESIGN §6). Every WebSocket text message `m` is broadcast to all of the
  * actor's connections as JSON `{seq, from, text}`; `seq` counts the messages processed and is
- * persisted with them. Connections are hibernatable: they stay open while the room sleeps.
+ * persisted with them. Connections are hibernatable: they stay open while the room rests (its
+ * instance dropped after 10 s idle, rebuilt on its runner by the next message) and while it
+ * sleeps (its generation stopped after 5 min idle, started again by the next message).
  *
  * HTTP: `GET /state` answers `{seq, connections, generation}`; `GET /messages` the recent
  * history; `POST /messages` takes `{from?, text}` like a WebSocket message would.
@@ -20,7 +22,9 @@ export interface ChatState {
   messages: ChatMessage[];
 }
 
+/** Idle times (DESIGN §4.1): resting after `restAfterMs` (10 s), sleeping after `sleepAfterMs` (5 min). */
 export interface ChatInput {
+  restAfterMs?: number;
   sleepAfterMs?: number;
 }
 

@@ -16,6 +16,7 @@ const runner = createRunner({
   pool: config.runner.pool,
   capacity: config.runner.capacity,
   ...(config.runner.token ? { token: config.runner.token } : {}),
+  defaultRestAfterMs: config.timing.restAfterMs,
   defaultSleepAfterMs: config.timing.sleepAfterMs,
   log,
 });

@@ -132,6 +132,8 @@ const envSchema = z.object({
   DORMOUSE_BACKOFF_BASE_MS: ms(2 * SECOND),
   DORMOUSE_BACKOFF_MAX_EXPONENT: z.coerce.number().int().min(0).max(20).default(8),
   DORMOUSE_BACKOFF_RESET_MS: ms(10 * MINUTE),
+  /** Idle time before an actor rests in place (DESIGN §4.1); its type and its input may say otherwise. */
+  DORMOUSE_REST_AFTER_MS: ms(RUNNER_DEFAULTS.restAfterMs),
   DORMOUSE_SLEEP_AFTER_MS: ms(RUNNER_DEFAULTS.sleepAfterMs),
   DORMOUSE_REAPER_INTERVAL_MS: ms(5 * SECOND),
   /** Acknowledged commands are kept this long (for audit and idempotent retries), then trimmed. */
@@ -161,6 +163,7 @@ export interface Timing {
   backoffBaseMs: number;
   backoffMaxExponent: number;
   backoffResetMs: number;
+  restAfterMs: number;
   sleepAfterMs: number;
   reaperIntervalMs: number;
   commandRetentionMs: number;
@@ -275,6 +278,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffBaseMs: e.DORMOUSE_BACKOFF_BASE_MS,
       backoffMaxExponent: e.DORMOUSE_BACKOFF_MAX_EXPONENT,
       backoffResetMs: e.DORMOUSE_BACKOFF_RESET_MS,
+      restAfterMs: e.DORMOUSE_REST_AFTER_MS,
       sleepAfterMs: e.DORMOUSE_SLEEP_AFTER_MS,
       reaperIntervalMs: e.DORMOUSE_REAPER_INTERVAL_MS,
       commandRetentionMs: e.DORMOUSE_COMMAND_RETENTION_MS,

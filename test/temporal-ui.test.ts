@@ -50,6 +50,7 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
   let sleeperRuns: { first: string; latest: string };
   /** Left running (for an hour). */
   let awake: ActorView;
+  let resting: ActorView;
 
   beforeAll(async () => {
     uiUrl = inject('temporalUiUrl');
@@ -62,9 +63,20 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
     sleeper = { ...running, runnerId: running.runnerId };
     expect((await api.sleep(sleeper.actorId)).status).toBe(202);
     await waitForActor(api, sleeper.actorId, (a) => a.state === 'sleeping', 'asleep on request');
-    // Not idle-sleeping after the default 30 s while the browser looks at the other one.
-    awake = await createActor(api, { name: 'chat', key: 'kitchen', input: { sleepAfterMs: 3_600_000 } });
+    // Neither resting (after the default 10 s) nor sleeping while the browser looks at the others.
+    awake = await createActor(api, {
+      name: 'chat',
+      key: 'kitchen',
+      input: { restAfterMs: 3_600_000, sleepAfterMs: 3_600_000 },
+    });
     await waitForActor(api, awake.actorId, (a) => a.state === 'running', 'running');
+    // Resting in place soon, and then for the rest of the test.
+    resting = await createActor(api, {
+      name: 'chat',
+      key: 'pantry',
+      input: { restAfterMs: 200, sleepAfterMs: 3_600_000 },
+    });
+    await waitForActor(api, resting.actorId, (a) => a.state === 'running', 'running');
     sleeperRuns = await waitFor(
       async () => {
         const run = await stack.temporal.workflow.getHandle(actorWorkflowId(sleeper.actorId)).describe();
@@ -166,12 +178,14 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
     });
   });
 
-  it('filters the workflow list by ActorState', async () => {
+  it('filters the workflow list by ActorState, resting in place included', async () => {
     const sleeperId = actorWorkflowId(sleeper.actorId);
     const awakeId = actorWorkflowId(awake.actorId);
+    const restingId = actorWorkflowId(resting.actorId);
     for (const [state, shown, hidden] of [
       ['sleeping', sleeperId, awakeId],
-      ['running', awakeId, sleeperId],
+      ['running', awakeId, restingId],
+      ['resting', restingId, awakeId],
     ] as const) {
       const query = `ActorState="${state}"`;
       // Visibility lags the workflow a little: the server must answer the query first, so that

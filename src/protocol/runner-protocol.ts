@@ -24,8 +24,9 @@ import { versionRange, type VersionRange } from './versions.js';
  * 2: tunnel frames share one envelope keyed by request id.
  * 3: actor→client frames carry a per-connection `seq`, acknowledged by the gateway (`wsOutAck`, H9);
  *    `wsOpen` carries the last one the gateway delivered; KV writes may trim key ranges.
+ * 4: events `resting` and `active` (an actor resting in place, DESIGN §4.1).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /**
  * The versions this build speaks, as a runner and as a gateway (versions.ts). Its frames are
  * PROTOCOL_VERSION's only: lower `min` only together with schemas that read an older version.
@@ -59,7 +60,14 @@ export const PONG_SILENCE_INTERVALS = 3;
 /** How long a runner waits for the answer to a KV request. */
 export const KV_TIMEOUT_MS = 30_000;
 /** A runner's settings when its options say nothing; the configuration (config.ts) has the same defaults. */
-export const RUNNER_DEFAULTS = { pool: 'default', capacity: 1000, sleepAfterMs: 30_000 } as const;
+export const RUNNER_DEFAULTS = {
+  pool: 'default',
+  capacity: 1000,
+  /** Idle time before an actor rests in place (DESIGN §4.1). */
+  restAfterMs: 10_000,
+  /** Idle time before an actor sleeps (its generation stops, its runner slot is freed). */
+  sleepAfterMs: 300_000,
+} as const;
 
 /**
  * What an actor keeps, per connection, of the frames it sent that the gateway has not yet
@@ -134,6 +142,9 @@ export const actorEvent = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('stopped'), code: stoppedCode, message: z.string().max(4096).optional() }),
   z.strictObject({ kind: z.literal('intent'), intent: z.enum(['sleep', 'stop']) }),
   z.strictObject({ kind: z.literal('setAlarm'), alarmTs: z.number().int().nonnegative().nullable() }),
+  // Resting in place and back (DESIGN §4.1): for the UI, never a condition of a wake.
+  z.strictObject({ kind: z.literal('resting') }),
+  z.strictObject({ kind: z.literal('active') }),
 ]);
 export type ActorEvent = z.infer<typeof actorEvent>;
 

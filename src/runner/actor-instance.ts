@@ -1,7 +1,11 @@
 /**
  * One generation of one actor hosted by this runner: loads its state, restores its hibernating
- * connections, runs its handlers, tracks idleness for sleep, keeps its alarm, and reports its
- * lifecycle as events.
+ * connections, runs its handlers, tracks idleness for rest and sleep, keeps its alarm, and
+ * reports its lifecycle as events.
+ *
+ * Resting in place (DESIGN §4.1): once idle and quiet, the generation drops its instance (the
+ * context with its state, the connection objects) and keeps only connection records; the next
+ * piece of work rebuilds it from the persisted state before running, in the same queue.
  *
  * Handlers (requests, messages, connects, disconnects, alarms, stop) run one at a time through
  * one queue, like an input gate: what a handler changed is persisted before the next one starts,
@@ -55,9 +59,15 @@ export interface InstanceHost {
   send(frame: RunnerToGateway): boolean;
   /** The instance ended on its own (crash, fenced); the runner forgets it. */
   ended(instance: ActorInstance): void;
-  defaultSleepAfterMs: number;
+  /** Idle times when neither the actor's type nor its input sets them. */
+  idle: IdleTimes;
   faults: RunnerFaults | undefined;
   log: Logger;
+}
+
+export interface IdleTimes {
+  restAfterMs: number;
+  sleepAfterMs: number;
 }
 
 export interface HttpResult {
@@ -76,6 +86,8 @@ const RESERVED_PREFIX = '__dormouse/';
 const OUT_PREFIX = '__dormouse/out/';
 /** Acknowledged frames are deleted with the next write, or after this long if none comes. */
 const TRIM_DELAY_MS = 250;
+/** setTimeout's longest delay (~24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Deletes a connection's whole outbox (no seq reaches it). */
 const ALL_FRAMES = Number.MAX_SAFE_INTEGER;
 
@@ -107,7 +119,13 @@ export class ActorInstance {
   readonly actorId: string;
   readonly generation: number;
   private phase: Phase = 'starting';
-  private readonly ctx: ActorContext;
+  /** The instance the actor's code sees; none while resting. */
+  private instance: ActorContext | null;
+  /** Counts the instances built; a context of an earlier one (dropped at a rest) does nothing. */
+  private build = 0;
+  /** The instance is dropped; `restingRecords` is all that is left of its connections. */
+  private resting = false;
+  private restingRecords: ConnectionRecord[] = [];
   private savedState = 'null';
   private readonly connections = new Map<string, ActorConnection>();
   /** Records to delete with the next write (connections that ended). */
@@ -115,6 +133,8 @@ export class ActorInstance {
   /** Requests and non-hibernatable connections in progress keep the actor awake. */
   private busy = 0;
   private idleTimer: NodeJS.Timeout | null = null;
+  private restTimer: NodeJS.Timeout | null = null;
+  private readonly idle: IdleTimes;
   private alarmTimer: NodeJS.Timeout | null = null;
   private intentSent = false;
   private gate: Promise<unknown> = Promise.resolve();
@@ -145,11 +165,18 @@ export class ActorInstance {
     this.actorId = command.actorId;
     this.generation = command.generation;
     this.log = host.log.child({ actorId: command.actorId, generation: command.generation, actor: command.name });
-    this.ctx = this.makeContext();
+    this.instance = this.makeContext();
+    this.idle = idleTimes(command.input, definition, host.idle);
     this.outboxLimits = {
       frames: definition.outboxLimits?.frames ?? DEFAULT_OUTBOX_LIMITS.frames,
       bytes: definition.outboxLimits?.bytes ?? DEFAULT_OUTBOX_LIMITS.bytes,
     };
+  }
+
+  /** The live instance's context. Work for a resting actor rebuilds it first (serially). */
+  private get ctx(): ActorContext {
+    if (!this.instance) throw new Error(`actor ${this.actorId} is resting: its instance must be rebuilt first`);
+    return this.instance;
   }
 
   /** Tells the gateway something about one of this generation's requests. */
@@ -254,14 +281,17 @@ export class ActorInstance {
     this.phase = 'stopping';
     this.clearTimers();
     try {
+      // A resting actor is not rebuilt to stop: all it had is persisted, and onStop has no
+      // instance to run on. (Its connections are all hibernatable: anything else keeps it awake.)
       await this.serially(async () => {
+        if (this.resting) return;
         for (const conn of [...this.connections.values()].filter((c) => !c.hibernatable)) {
           this.connections.delete(conn.id);
           conn.closed = true;
           await this.definition.onDisconnect?.(this.ctx, conn, { code: 1001, reason: 'actor stopping' });
         }
         await this.definition.onStop?.(this.ctx);
-      });
+      }, false);
     } catch (err) {
       if (err instanceof Fenced) return this.end('fenced while stopping');
       this.log.error({ err }, 'onStop failed');
@@ -403,6 +433,7 @@ export class ActorInstance {
       this.host.send(this.tunnel(conn.id, { kind: 'wsOpenAck', hibernatable }));
       this.log.debug({ requestId: conn.id, hibernatable, offer: message.offer }, 'connection accepted');
     });
+    this.touch();
   }
 
   /**
@@ -411,6 +442,7 @@ export class ActorInstance {
    */
   async takeMessage(requestId: string, message: Message<'wsMessage'>): Promise<void> {
     let processed: ActorConnection | null = null;
+    let thrown: unknown = null;
     await this.guarded(async () => {
       const conn = this.connections.get(requestId);
       if (!conn) {
@@ -440,8 +472,9 @@ export class ActorInstance {
         await this.definition.onMessage?.(this.ctx, conn, data);
       } catch (err) {
         if (err instanceof Fenced) throw err;
-        // A handler error does not make the message undelivered: it is processed, and not retried.
-        this.log.warn({ err, requestId: conn.id, index: message.index }, 'message handler failed');
+        // The message counts as processed all the same (with what the handler did before it
+        // threw): delivered again, it would throw again and crash every generation after this one.
+        thrown = err;
       }
       processed = conn;
     });
@@ -455,6 +488,9 @@ export class ActorInstance {
       data: message.data,
     });
     this.host.send(this.tunnel(conn.id, { kind: 'wsAck', index: message.index }));
+    // Never swallowed: the handler left its instance in a state nobody planned for.
+    if (thrown !== null) return this.fail(thrown);
+    this.touch();
   }
 
   /** The client closed (or the gateway closed it): the record goes, onDisconnect runs, once. */
@@ -506,9 +542,10 @@ export class ActorInstance {
    * index whose frames were never sent, and connection records numbered past frames that the
    * failed write took with it (the next generation would then send a gap).
    */
-  private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.gate.then(() => {
+  private serially<T>(fn: () => Promise<T>, wake = true): Promise<T> {
+    const run = this.gate.then(async () => {
       if (this.phase === 'ended') throw new NotHosted(`actor ${this.actorId} generation ${this.generation} has ended`);
+      if (this.resting && wake) await this.rebuild();
       return this.runHandler(fn);
     });
     this.gate = run.catch(() => undefined);
@@ -540,6 +577,7 @@ export class ActorInstance {
    * deleted, the handler's `ctx.kv` writes, its outbound frames (H9) and the outbox trims.
    */
   private async persist(): Promise<void> {
+    if (this.resting) return; // nothing runs on a dropped instance, so nothing changed
     const put: { key: string; value: string }[] = [];
     const state = JSON.stringify(this.ctx.state);
     if (state !== this.savedState) put.push({ key: STATE_KEY, value: b64(state) });
@@ -722,9 +760,16 @@ export class ActorInstance {
   // --- Context ------------------------------------------------------------------------------
 
   private makeContext(): ActorContext {
+    const build = ++this.build;
+    // A context outlives its instance in whatever the actor's code kept of it (a timer, a
+    // promise): once the instance ended or went to rest, it neither reads, writes nor sends.
+    const live = () => this.build === build && !this.resting && this.phase !== 'ended';
+    const ensureLive = () => {
+      if (!live()) throw new NotHosted(`this instance of actor ${this.actorId} was dropped (it ended or rested)`);
+    };
     const write = async (put: { key: string; value: string }[], del: string[]): Promise<void> => {
       // A dropped instance's timers write nothing (serially() says why).
-      if (this.phase === 'ended') throw new NotHosted(`actor ${this.actorId} generation ${this.generation} has ended`);
+      ensureLive();
       await this.host.kv(this.actorId, this.generation, { kind: 'write', put, delete: del });
     };
     // Inside a handler, puts and deletes join the handler's write (a replayed message must not
@@ -736,6 +781,7 @@ export class ActorInstance {
     };
     const kv: ActorKv = {
       get: async (key) => {
+        ensureLive();
         const k = userKey(key);
         const pending = this.inHandler ? this.kvBuffer.get(k) : undefined;
         if (pending !== undefined) return pending === null ? null : Buffer.from(pending, 'base64');
@@ -744,6 +790,7 @@ export class ActorInstance {
       put: (key, value) => buffered(userKey(key), Buffer.from(value).toString('base64')),
       delete: (key) => buffered(userKey(key), null),
       list: async (prefix) => {
+        ensureLive();
         const p = userKey(prefix, true);
         const entries = await this.host.kv(this.actorId, this.generation, { kind: 'list', prefix: p });
         const merged = new Map(
@@ -769,14 +816,21 @@ export class ActorInstance {
       generation: this.command.generation,
       state: null,
       // Inside a handler: commit what it did so far (frames leave at its end). Outside: a write of its own.
-      saveState: () => (this.inHandler ? this.persist() : this.serially(() => Promise.resolve())),
+      saveState: async () => {
+        ensureLive();
+        await (this.inHandler ? this.persist() : this.serially(() => Promise.resolve()));
+      },
       kv,
-      sleep: () => this.requestIntent('sleep'),
-      destroy: () => this.requestIntent('stop'),
-      crash: (error) => this.fail(error),
-      setAlarm: (ts) => this.setAlarm(ts),
-      connections: () => [...this.connections.values()],
+      sleep: () => void (live() && this.requestIntent('sleep')),
+      destroy: () => void (live() && this.requestIntent('stop')),
+      crash: (error) => void (live() && this.fail(error)),
+      setAlarm: async (ts) => {
+        ensureLive();
+        await this.setAlarm(ts);
+      },
+      connections: () => (live() ? [...this.connections.values()] : []),
       broadcast: (data) => {
+        if (!live()) return;
         for (const conn of this.connections.values()) conn.send(data);
       },
       log: this.log,
@@ -798,22 +852,72 @@ export class ActorInstance {
   }
 
   /**
-   * Activity resets the idle clock. With no request in flight and no non-hibernatable
-   * connection open, the actor sleeps after the idle time; hibernatable connections do not
-   * keep it awake.
+   * Activity resets the idle clocks. With no request in flight and no non-hibernatable
+   * connection open, the actor rests after `restAfterMs` and sleeps after `sleepAfterMs`
+   * (counted from the same last activity, resting or not); hibernatable connections keep it
+   * from neither.
    */
   private touch(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
+    this.clearIdleTimers();
     if (this.phase !== 'running' || this.busy > 0) return;
-    this.idleTimer = setTimeout(() => this.requestIntent('sleep'), this.sleepAfterMs());
+    this.idleTimer = setTimeout(() => this.requestIntent('sleep'), Math.min(this.idle.sleepAfterMs, MAX_TIMER_MS));
+    this.armRest(this.idle.restAfterMs);
   }
 
-  private sleepAfterMs(): number {
-    const input = this.command.input as { sleepAfterMs?: unknown } | null;
-    const fromInput = input && typeof input === 'object' ? input.sleepAfterMs : undefined;
-    if (typeof fromInput === 'number' && Number.isFinite(fromInput) && fromInput > 0) return fromInput;
-    return this.definition.sleepAfterMs ?? this.host.defaultSleepAfterMs;
+  private armRest(delayMs: number): void {
+    if (this.restTimer) clearTimeout(this.restTimer);
+    this.restTimer = null;
+    if (this.resting || this.idle.restAfterMs >= this.idle.sleepAfterMs) return;
+    this.restTimer = setTimeout(() => this.restWhenQuiet(), Math.min(delayMs, MAX_TIMER_MS));
+  }
+
+  // --- Resting in place (DESIGN §4.1) --------------------------------------------------------
+
+  /**
+   * Rests once everything queued has run, if the actor is quiet then: no request in flight,
+   * every frame it sent acknowledged (the outbox lives in memory too), nothing left to write.
+   * Otherwise it tries again later; any activity meanwhile starts the idle time over.
+   */
+  private restWhenQuiet(): void {
+    this.restTimer = null;
+    const run = this.gate.then(async () => {
+      if (this.phase !== 'running' || this.resting || this.busy > 0) return;
+      if (this.trims.size > 0 || this.deletions.size > 0) await this.persist();
+      const quiet =
+        this.busy === 0 &&
+        this.unsentCloses.size === 0 &&
+        [...this.outbox.values()].every((box) => box.frames.length === 0);
+      if (quiet && this.phase === 'running') this.dropInstance();
+      else this.armRest(this.idle.restAfterMs);
+    });
+    this.gate = run.catch((err: unknown) => this.fail(err));
+  }
+
+  /** What is kept: placement, generation, timers (sleep, alarm) and each connection's record. */
+  private dropInstance(): void {
+    this.restingRecords = [...this.connections.values()].map((conn) => conn.record);
+    for (const conn of this.connections.values()) conn.closed = true; // a dropped reference sends nothing
+    this.connections.clear();
+    this.outbox.clear();
+    this.instance = null;
+    this.savedState = '';
+    this.resting = true;
+    this.emit({ kind: 'resting' });
+    this.log.info({ connections: this.restingRecords.length }, 'actor resting');
+  }
+
+  /** Runs first in the queue when work arrives for a resting actor: its state is read again. */
+  private async rebuild(): Promise<void> {
+    const [state] = await this.kvGet([STATE_KEY]);
+    this.resting = false;
+    this.instance = this.makeContext();
+    this.ctx.state = state ? JSON.parse(state.toString()) : (this.definition.createState?.(this.command.input) ?? null);
+    this.savedState = JSON.stringify(this.ctx.state);
+    for (const record of this.restingRecords)
+      this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
+    this.restingRecords = [];
+    this.emit({ kind: 'active' });
+    this.log.info({ connections: this.connections.size }, 'actor active');
   }
 
   private async setAlarm(ts: number | null): Promise<void> {
@@ -833,7 +937,7 @@ export class ActorInstance {
     this.alarmTimer = null;
     if (ts === null || this.phase !== 'running') return;
     // setTimeout caps at ~24.8 days; a later alarm is re-armed when the actor next starts.
-    const delay = Math.min(Math.max(ts - Date.now(), 0), 2 ** 31 - 1);
+    const delay = Math.min(Math.max(ts - Date.now(), 0), MAX_TIMER_MS);
     this.alarmTimer = setTimeout(() => void this.fireAlarm(), delay);
   }
 
@@ -872,17 +976,34 @@ export class ActorInstance {
   }
 
   private clearTimers(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.clearIdleTimers();
     if (this.alarmTimer) clearTimeout(this.alarmTimer);
     if (this.trimTimer) clearTimeout(this.trimTimer);
-    this.idleTimer = null;
     this.alarmTimer = null;
     this.trimTimer = null;
+  }
+
+  private clearIdleTimers(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.restTimer) clearTimeout(this.restTimer);
+    this.idleTimer = null;
+    this.restTimer = null;
   }
 
   private emit(event: ActorEvent): void {
     this.host.emit(this.actorId, this.generation, event);
   }
+}
+
+/** The actor's idle times: its input's, else its type's, else the runner's defaults. */
+function idleTimes(input: unknown, definition: AnyActorDefinition, defaults: IdleTimes): IdleTimes {
+  const given = (input && typeof input === 'object' ? input : {}) as Partial<Record<keyof IdleTimes, unknown>>;
+  const pick = (name: keyof IdleTimes): number => {
+    const fromInput = given[name];
+    if (typeof fromInput === 'number' && Number.isFinite(fromInput) && fromInput > 0) return fromInput;
+    return definition[name] ?? defaults[name];
+  };
+  return { restAfterMs: pick('restAfterMs'), sleepAfterMs: pick('sleepAfterMs') };
 }
 
 function b64(text: string): string {

@@ -81,7 +81,18 @@ export interface ActorContext<State = unknown, Input = unknown> {
 
 export interface ActorDefinition<State = unknown, Input = unknown> {
   name: string;
-  /** Idle time before the actor goes to sleep; an actor's `input.sleepAfterMs` overrides it. */
+  /**
+   * Idle time before the actor rests in place (DESIGN §4.1): its instance is dropped (state,
+   * connection objects, anything held in memory) while its generation, runner and connections
+   * stay; the next message, request, close or alarm rebuilds it from its persisted state and
+   * connection records, on the same runner, in milliseconds. An actor's `input.restAfterMs`
+   * overrides it. Keep what must outlive a rest in `state`, `kv` or connection attachments.
+   */
+  restAfterMs?: number;
+  /**
+   * Idle time before the actor goes to sleep (its generation stops and frees its runner slot;
+   * the next wake starts a new one); an actor's `input.sleepAfterMs` overrides it.
+   */
   sleepAfterMs?: number;
   /**
    * Credential headers (Authorization, Cookie, API keys, tokens…) that a hibernatable
@@ -92,12 +103,18 @@ export interface ActorDefinition<State = unknown, Input = unknown> {
   outboxLimits?: { frames?: number; bytes?: number };
   /** The state of a new actor (nothing persisted yet). */
   createState?: (input: Input) => State;
-  /** Runs on every start, before the actor is reported running. Throwing crashes the start. */
+  /**
+   * Runs on every start of a generation, before the actor is reported running. Throwing crashes
+   * the start. A rebuild after a rest is not a start: it does not run again.
+   */
   onStart?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
   /** Tunnelled HTTP. A throw answers 500; the actor keeps running. */
   onRequest?: (ctx: ActorContext<State, Input>, request: Request) => Promise<Response> | Response;
   onAlarm?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
-  /** Runs before a requested stop (sleep, destroy, move); state is saved after it. */
+  /**
+   * Runs before a requested stop (sleep, destroy, move) of a live instance; state is saved after
+   * it. A resting actor stops without being rebuilt: it has nothing in memory to save.
+   */
   onStop?: (ctx: ActorContext<State, Input>) => Promise<void> | void;
   /**
    * Accept WebSockets as hibernatable: all of them, or decided per connection. A hibernatable
@@ -110,6 +127,9 @@ export interface ActorDefinition<State = unknown, Input = unknown> {
   /**
    * A client message, delivered once and in order. State changes made here are persisted
    * together with the message's index before it is acknowledged. Actors without it refuse WebSockets.
+   * If it throws, the message still counts as processed (what it did so far is kept, and it is
+   * not delivered again), then the actor crashes and its crash policy applies; so do throws in
+   * onAlarm and onDisconnect.
    */
   onMessage?: (ctx: ActorContext<State, Input>, conn: Connection, message: string | Buffer) => Promise<void> | void;
   /** The client went away: closed, or lost while the actor was stopped. Called once per connection. */
@@ -127,6 +147,11 @@ export function defineActor<State = unknown, Input = unknown>(
   const name = actorName.safeParse(definition.name);
   if (!name.success)
     throw new Error(`invalid actor name ${JSON.stringify(definition.name)}: ${name.error.issues[0]?.message}`);
+  for (const what of ['restAfterMs', 'sleepAfterMs'] as const) {
+    const value = definition[what];
+    if (value !== undefined && !(typeof value === 'number' && value > 0))
+      throw new Error(`${what} must be a positive number of milliseconds, got ${String(value)}`);
+  }
   for (const [what, value] of Object.entries(definition.outboxLimits ?? {}))
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 1))
       throw new Error(`outboxLimits.${what} must be a positive integer, got ${String(value)}`);

@@ -17,12 +17,11 @@ import {
   type GatewayToRunner,
   type GatewayTunnelFrame,
   type GatewayTunnelMessage,
-  type KvOp,
   type TunnelAddress,
   type TunnelMessage,
 } from '../protocol/runner-protocol.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
-import { ActorInstance, type RunnerFaults } from './actor-instance.js';
+import { ActorInstance, type InstanceHost, type RunnerFaults } from './actor-instance.js';
 import type { AnyActorDefinition } from './define-actor.js';
 import { EventOutbox } from './event-outbox.js';
 import { GatewayLink, runnerConnectUrls, type Welcome } from './gateway-link.js';
@@ -41,6 +40,8 @@ export interface RunnerOptions {
   pool?: string;
   /** How many actors this runner hosts at most. */
   capacity?: number;
+  /** Idle time before an actor rests in place (DESIGN §4.1), unless its type or input says otherwise. */
+  defaultRestAfterMs?: number;
   /** Idle time before an actor sleeps, unless its type or input says otherwise. */
   defaultSleepAfterMs?: number;
   log?: Logger;
@@ -76,8 +77,10 @@ class ActorRunner implements Runner {
   private readonly outbox: EventOutbox;
   private readonly kv: KvClient;
   private readonly log: Logger;
+  /** One for every instance: a resting actor should cost little more than its connection records. */
+  private readonly instanceHost: InstanceHost;
 
-  constructor(private readonly options: RunnerOptions) {
+  constructor(options: RunnerOptions) {
     if (options.actors.length === 0) throw new Error('a runner must host at least one actor type');
     this.definitions = new Map(options.actors.map((d) => [d.name, d]));
     this.log = (options.log ?? pino({ level: 'info' })).child({ runnerId: this.runnerId });
@@ -105,6 +108,18 @@ class ActorRunner implements Runner {
       options.token,
     );
     options.faults?.onLink?.(() => this.link.drop());
+    this.instanceHost = {
+      emit: (actorId, generation, event) => this.outbox.emit(actorId, generation, event),
+      kv: (actorId, generation, op) => this.kv.request(actorId, generation, op),
+      send: (frame) => this.link.send(frame),
+      faults: options.faults,
+      ended: (ended) => this.forget(ended),
+      idle: {
+        restAfterMs: options.defaultRestAfterMs ?? RUNNER_DEFAULTS.restAfterMs,
+        sleepAfterMs: options.defaultSleepAfterMs ?? RUNNER_DEFAULTS.sleepAfterMs,
+      },
+      log: this.log,
+    };
   }
 
   start(): Promise<void> {
@@ -227,15 +242,7 @@ class ActorRunner implements Runner {
       });
       return;
     }
-    const instance = new ActorInstance(command, definition, {
-      emit: (actorId, generation, event) => this.outbox.emit(actorId, generation, event),
-      kv: (actorId, generation, op: KvOp) => this.kv.request(actorId, generation, op),
-      send: (frame) => this.link.send(frame),
-      faults: this.options.faults,
-      ended: (ended) => this.forget(ended),
-      defaultSleepAfterMs: this.options.defaultSleepAfterMs ?? RUNNER_DEFAULTS.sleepAfterMs,
-      log: this.log,
-    });
+    const instance = new ActorInstance(command, definition, this.instanceHost);
     this.instances.set(command.actorId, instance);
     // Not awaited: a start that hangs in onStart must not hold back the stop (or the next
     // generation) that the workflow sends when its start threshold passes.

@@ -15,6 +15,12 @@ export const ACTOR_STATES = [
   'destroyed',
 ] as const;
 export type ActorState = (typeof ACTOR_STATES)[number];
+/**
+ * What the UI shows (search attribute ActorState, current details): the state, or `resting`
+ * while a running actor rests in place (DESIGN §4.1). Resting is no lifecycle state: the
+ * actor is running as far as routing and the registry go, and a wake needs nobody's leave.
+ */
+export type ShownState = ActorState | 'resting';
 
 export const CRASH_POLICIES = ['restart', 'sleep', 'destroy'] as const;
 export type CrashPolicy = (typeof CRASH_POLICIES)[number];
@@ -67,6 +73,8 @@ export interface ActorMemory {
   lastCrashAt: number | null;
   lastError: string | null;
   alarmTs: number | null;
+  /** The runner reported the current generation resting in place (absent in runs of older code). */
+  resting?: boolean;
   /** Requests from clients (signals) not yet acted on. */
   requested: { wake: boolean; sleep: boolean; reschedule: boolean; destroy: boolean };
   /** What the runner reported for the current generation. */
@@ -84,6 +92,8 @@ export interface ActorMemory {
 export interface ActorStatus {
   actorId: string;
   state: ActorState;
+  /** Running, and resting in place. */
+  resting: boolean;
   generation: number;
   runnerId: string | null;
   crashCount: number;

@@ -27,6 +27,7 @@ import {
   type ActorMemory,
   type ActorState,
   type ActorWorkflowInput,
+  type ShownState,
   type StopThen,
 } from './actor-api.js';
 import { backoffDelayMs, nextCrashCount } from './backoff.js';
@@ -184,6 +185,7 @@ class ActorLifecycle {
     wf.setHandler(stateQuery, () => ({
       actorId: this.input.actorId,
       state: m.state,
+      resting: this.shownState() === 'resting',
       generation: m.generation,
       runnerId: m.runnerId,
       crashCount: m.crashCount,
@@ -254,6 +256,7 @@ class ActorLifecycle {
     m.nextEventIndex = 0;
     m.observed = freshObservations();
     m.earlyEvents = [];
+    m.resting = false;
     m.requested.wake = false;
     m.requested.reschedule = false;
     this.enter('starting');
@@ -539,16 +542,21 @@ class ActorLifecycle {
     this.publish();
   }
 
+  private shownState(): ShownState {
+    return this.m.state === 'running' && this.m.resting === true ? 'resting' : this.m.state;
+  }
+
   /** Search attributes and the UI's current details follow every state change. */
   publish(): void {
     const m = this.m;
+    const shown = this.shownState();
     wf.upsertSearchAttributes([
-      { key: ActorStateKey, value: m.state },
+      { key: ActorStateKey, value: shown },
       { key: RunnerIdKey, value: m.runnerId },
       { key: ActorGenerationKey, value: m.generation },
     ]);
     const lines = [
-      `**${m.state}** · generation ${m.generation}${m.runnerId ? ` · runner \`${m.runnerId}\`` : ''}`,
+      `**${shown}** · generation ${m.generation}${m.runnerId ? ` · runner \`${m.runnerId}\`` : ''}`,
       m.crashCount > 0 ? `crashes: ${m.crashCount}${m.lastError ? ` · last error: ${m.lastError}` : ''}` : null,
       m.alarmTs !== null ? `alarm at ${new Date(m.alarmTs).toISOString()}` : null,
     ];
@@ -601,6 +609,13 @@ class ActorLifecycle {
         return;
       case 'setAlarm':
         m.alarmTs = event.alarmTs;
+        this.publish();
+        return;
+      // Shown, never waited on: a resting actor wakes on its runner without the workflow.
+      // (Runs of older code never got these events, so their command order is unchanged.)
+      case 'resting':
+      case 'active':
+        m.resting = event.kind === 'resting';
         this.publish();
         return;
     }

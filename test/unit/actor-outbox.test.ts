@@ -1,21 +1,27 @@
 /**
  * One handler, one transaction (DESIGN §3, H9): its state, its `ctx.kv` writes, its processed
  * index and its outbound frames are written together, frames leave only after that write, and
- * the outbox is trimmed on the gateway's acknowledgement.
+ * the outbox is trimmed on the gateway's acknowledgement. And resting in place (DESIGN §4.1):
+ * the instance is dropped once idle and quiet, and the next piece of work rebuilds it.
  */
 import { randomUUID } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import type { KvOp, RunnerToGateway } from '../../src/protocol/runner-protocol.js';
-import { ActorInstance, type InstanceHost } from '../../src/runner/actor-instance.js';
-import { defineActor, type AnyActorDefinition } from '../../src/runner/define-actor.js';
+import { ActorInstance, type IdleTimes, type InstanceHost } from '../../src/runner/actor-instance.js';
+import { defineActor, type ActorContext, type AnyActorDefinition } from '../../src/runner/define-actor.js';
 import { waitFor } from '../harness/wait.js';
 
 type Write = Extract<KvOp, { kind: 'write' }>;
 
 /** An instance on a fake host that records KV writes and frames, in the order they happen. */
-async function started(definition: AnyActorDefinition) {
+async function started(
+  definition: AnyActorDefinition,
+  idle: IdleTimes = { restAfterMs: 60_000, sleepAfterMs: 60_000 },
+) {
   const log: (string | Write)[] = [];
+  /** The keys of every KV read, in order. */
+  const reads: string[] = [];
   const sent: RunnerToGateway[] = [];
   const events: string[] = [];
   const kv = new Map<string, string>();
@@ -36,6 +42,7 @@ async function started(definition: AnyActorDefinition) {
           for (const key of [...kv.keys()]) if (key.startsWith(prefix) && key <= through) kv.delete(key);
         return Promise.resolve([]);
       }
+      if (op.kind === 'get') reads.push(...op.keys);
       if (op.kind === 'get') return Promise.resolve(op.keys.map((key) => ({ key, value: kv.get(key) ?? null })));
       return Promise.resolve(
         [...kv].filter(([key]) => key.startsWith(op.prefix)).map(([key, value]) => ({ key, value })),
@@ -49,7 +56,7 @@ async function started(definition: AnyActorDefinition) {
       return true;
     },
     ended: () => undefined,
-    defaultSleepAfterMs: 60_000,
+    idle,
     faults: undefined,
     log: createLogger('test', 'silent'),
   };
@@ -93,7 +100,7 @@ async function started(definition: AnyActorDefinition) {
     await next.start();
     return next;
   };
-  return { instance, requestId, log, sent, attempted, kv, events, link, message, failNextWrite, nextGeneration };
+  return { instance, requestId, log, reads, sent, attempted, kv, events, link, message, failNextWrite, nextGeneration };
 }
 
 const decode = (value: string) => Buffer.from(value, 'base64').toString();
@@ -235,5 +242,127 @@ describe('an actor handler', () => {
     expect(closes).toEqual([{ kind: 'wsClose', code: 4321, reason: 'done with you' }]);
     instance.resendOutbound();
     expect(sent.filter(isClose)).toHaveLength(1);
+  });
+});
+
+describe('an actor resting in place', () => {
+  const RESTS = { restAfterMs: 30, sleepAfterMs: 60_000 };
+  const counter = (onStop?: () => void) =>
+    defineActor<{ n: number }>({
+      name: 'counter',
+      createState: () => ({ n: 0 }),
+      hibernatable: true,
+      async onConnect(_ctx, conn) {
+        await conn.setAttachment({ name: 'ann' });
+      },
+      onMessage(ctx, conn) {
+        ctx.state.n += 1;
+        conn.send(`${(conn.attachment as { name: string }).name} n=${ctx.state.n}`);
+      },
+      onStop,
+    });
+  const frames = (sent: RunnerToGateway[]) =>
+    sent.flatMap((f) => (f.type === 'tunnel' && f.message.kind === 'wsMessage' ? [f.message.data] : []));
+  const acked = (instance: ActorInstance, requestId: string, sent: RunnerToGateway[]) => {
+    for (const f of sent)
+      if (f.type === 'tunnel' && f.message.kind === 'wsMessage') instance.outAcked(requestId, f.message.seq);
+  };
+
+  it('drops its instance after restAfterMs idle and rebuilds it from storage for the next message, same generation', async () => {
+    const { instance, requestId, events, reads, sent, message } = await started(counter(), RESTS);
+    await message(1, 'a');
+    acked(instance, requestId, sent);
+    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    expect(reads).toEqual([]);
+
+    await message(2, 'b');
+    expect(events.slice(-2)).toEqual(['resting', 'active']);
+    expect(reads).toEqual(['__dormouse/state']); // one read: its state; the connection's record stayed in memory
+    expect(frames(sent)).toEqual(['ann n=1', 'ann n=2']); // state and attachment survived the rest
+    expect(sent.at(-1)).toMatchObject({ generation: 1, message: { kind: 'wsAck', index: 2 } });
+    expect(instance.isRunning).toBe(true);
+    await instance.stop('stop');
+  });
+
+  it('does not rest while a frame it sent is unacknowledged (its outbox lives in memory too)', async () => {
+    vi.useFakeTimers();
+    try {
+      const { instance, requestId, events, sent, message } = await started(counter(), RESTS);
+      await message(1, 'a');
+      await vi.advanceTimersByTimeAsync(10 * RESTS.restAfterMs);
+      expect(events).not.toContain('resting');
+      acked(instance, requestId, sent);
+      await vi.advanceTimersByTimeAsync(2 * RESTS.restAfterMs);
+      expect(events.at(-1)).toBe('resting');
+      await instance.stop('stop');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a context kept from before the rest neither sends, writes nor reads', async () => {
+    let kept: ActorContext | null = null;
+    const actor = defineActor({
+      name: 'keeper',
+      hibernatable: true,
+      onMessage(ctx) {
+        kept = ctx;
+      },
+    });
+    const { events, sent, log, message } = await started(actor, RESTS);
+    await message(1, 'a');
+    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    const before = { sent: sent.length, writes: log.length };
+    const old = kept as unknown as ActorContext;
+    old.broadcast('late');
+    expect(old.connections()).toEqual([]);
+    await expect(old.kv.put('k', 'v')).rejects.toThrow(/dropped/);
+    await expect(old.saveState()).rejects.toThrow(/dropped/);
+    expect({ sent: sent.length, writes: log.length }).toEqual(before);
+    expect(events.at(-1)).toBe('resting'); // nothing woke it
+  });
+
+  it('stops without being rebuilt: no read, no onStop, reported stopped', async () => {
+    let stops = 0;
+    const { instance, requestId, events, reads, sent, message } = await started(
+      counter(() => void stops++),
+      RESTS,
+    );
+    await message(1, 'a');
+    acked(instance, requestId, sent);
+    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await instance.stop('sleep');
+    expect({ reads, stops, last: events.at(-1) }).toEqual({ reads: [], stops: 0, last: 'stopped' });
+  });
+
+  it("idle times beyond setTimeout's range (~24.8 days) wait, instead of firing at once", async () => {
+    vi.useFakeTimers();
+    try {
+      const MONTH = 30 * 24 * 3600_000;
+      const { instance, events } = await started(counter(), { restAfterMs: MONTH, sleepAfterMs: 2 * MONTH });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(events).toEqual(['running']);
+      await instance.stop('stop');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a message handler that throws: the message is processed and acknowledged, then the actor crashes', async () => {
+    const actor = defineActor<{ n: number }>({
+      name: 'thrower',
+      createState: () => ({ n: 0 }),
+      hibernatable: true,
+      onMessage(ctx) {
+        ctx.state.n += 1;
+        throw new Error('handler bug');
+      },
+    });
+    const { instance, events, sent, kv, message } = await started(actor, RESTS);
+    await message(1, 'a');
+    expect(sent.at(-1)).toMatchObject({ message: { kind: 'wsAck', index: 1 } });
+    expect(JSON.parse(decode(kv.get('__dormouse/state')!))).toEqual({ n: 1 });
+    expect(events.at(-1)).toBe('stopped');
+    expect(instance.isRunning).toBe(false);
   });
 });

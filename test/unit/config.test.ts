@@ -23,7 +23,8 @@ describe('config', () => {
       backoffBaseMs: 2_000,
       backoffMaxExponent: 8,
       backoffResetMs: 600_000,
-      sleepAfterMs: 30_000,
+      restAfterMs: 10_000,
+      sleepAfterMs: 300_000,
     });
     expect(c.gateway.pendingFrames).toBe(65_535);
     expect(c.gateway.pendingBytes).toBe(128 * 1024 * 1024);

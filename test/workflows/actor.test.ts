@@ -80,6 +80,8 @@ function elapse(ms: number, name: string): Step {
 }
 
 const running = event('running', RUNNING);
+const resting = event('resting', { kind: 'resting' });
+const active = event('active', { kind: 'active' });
 const stopped = event('stopped ok', STOPPED);
 const crashed = event('stopped error', CRASHED);
 
@@ -87,6 +89,7 @@ const crashed = event('stopped error', CRASHED);
 const GIVEN = {
   starting: { steps: [] },
   running: { steps: [running] },
+  'running, resting in place': { steps: [running, resting] },
   'stopping to sleep': { steps: [running, sleep] },
   'stopping to reschedule': { steps: [running, reschedule] },
   'stopping to destroy': { steps: [running, destroy] },
@@ -255,6 +258,39 @@ const CASES: Case[] = [
     when: [crashed],
     then: { state: 'destroyed', ...g1, ...offRunner },
     calls: ['destroyActor error=boom'],
+  },
+
+  // running, resting in place (DESIGN §4.1): shown, never acted on; a rest ends on the runner
+  { given: 'running', when: [resting], then: { state: 'running', resting: true, ...onRunner1 }, calls: [] },
+  {
+    given: 'running, resting in place',
+    when: [active],
+    then: { state: 'running', resting: false, ...onRunner1 },
+    calls: [],
+  },
+  {
+    given: 'running, resting in place',
+    when: [wake],
+    then: { state: 'running', resting: true, ...onRunner1 },
+    calls: [],
+  },
+  {
+    given: 'running, resting in place',
+    when: [event('intent sleep', { kind: 'intent', intent: 'sleep' }), stopped],
+    then: { state: 'sleeping', resting: false, ...g1, ...offRunner },
+    calls: ['stopActor g1 sleep @runner-1', 'recordActorState stopping g1', 'recordActorState sleeping g1'],
+  },
+  {
+    given: 'running, resting in place',
+    when: [crashed],
+    then: { state: 'backoff', resting: false, ...g1, ...offRunner, crashCount: 1 },
+    calls: ['recordActorState backoff g1'],
+  },
+  {
+    given: 'running, resting in place',
+    when: [runnerLost(runnerOf(1))],
+    then: { state: 'starting', resting: false, ...onRunner2 },
+    calls: ['stopActor g1 lost @runner-1', ...restartedFromRunner('lost')],
   },
 
   // stopping: waits for `stopped` up to the stop threshold, then goes where the stop leads
@@ -569,7 +605,7 @@ describe('actor lifecycle: crash backoff 2 s·2^(n-1) ±25 %', () => {
 });
 
 describe('actor lifecycle: visibility', () => {
-  it('upserts its search attributes on every state change (registered on the test server)', async () => {
+  it('upserts its search attributes on every state change, resting in place included (registered on the test server)', async () => {
     const actor = await givenActor('running');
     const attributes = async () => (await actor.handle.describe()).typedSearchAttributes;
     let sa = await attributes();
@@ -578,6 +614,13 @@ describe('actor lifecycle: visibility', () => {
     expect(sa.get(ActorStateKey)).toBe('running');
     expect(sa.get(RunnerIdKey)).toBe(runnerOf(1));
     expect(sa.get(ActorGenerationKey)).toBe(1);
+
+    await actor.events({ kind: 'resting' });
+    sa = await attributes();
+    expect(sa.get(ActorStateKey)).toBe('resting');
+    expect(sa.get(RunnerIdKey)).toBe(runnerOf(1));
+    await actor.events({ kind: 'active' });
+    expect((await attributes()).get(ActorStateKey)).toBe('running');
 
     await actor.sleep();
     await actor.events(STOPPED);
