@@ -15,6 +15,7 @@ const runner = createRunner({
   actors: [chat],
   pool: config.runner.pool,
   capacity: config.runner.capacity,
+  restCacheBytes: config.runner.restCacheBytes,
   ...(config.runner.token ? { token: config.runner.token } : {}),
   defaultRestAfterMs: config.timing.restAfterMs,
   defaultSleepAfterMs: config.timing.sleepAfterMs,

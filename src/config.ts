@@ -142,6 +142,8 @@ const envSchema = z.object({
   /** Runner side: which pool it joins, how many actors it hosts. */
   DORMOUSE_RUNNER_POOL: z.string().min(1).default(RUNNER_DEFAULTS.pool),
   DORMOUSE_RUNNER_CAPACITY: z.coerce.number().int().positive().default(RUNNER_DEFAULTS.capacity),
+  /** Bytes of resting actors' states a runner keeps for their wakes (0: none; every wake reads its state). */
+  DORMOUSE_RUNNER_REST_CACHE_BYTES: z.coerce.number().int().nonnegative().default(RUNNER_DEFAULTS.restCacheBytes),
   /** Worker side: a prebuilt workflow bundle (see src/workflow-bundle.ts). */
   DORMOUSE_WORKFLOW_BUNDLE: z.string().min(1).optional(),
   DORMOUSE_WORKER_SHUTDOWN_GRACE_MS: ms(10 * SECOND),
@@ -198,7 +200,7 @@ export interface Config {
     wakeMinIntervalMs: number;
     runnerMaxCapacity: number;
   };
-  runner: { pool: string; capacity: number; token: string | undefined; gatewayUrls: string[] };
+  runner: { pool: string; capacity: number; restCacheBytes: number; token: string | undefined; gatewayUrls: string[] };
   worker: { workflowBundle: string | undefined; shutdownGraceMs: number; metricsAddress: string | undefined };
   auth: {
     adminToken: string | undefined;
@@ -252,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runner: {
       pool: e.DORMOUSE_RUNNER_POOL,
       capacity: e.DORMOUSE_RUNNER_CAPACITY,
+      restCacheBytes: e.DORMOUSE_RUNNER_REST_CACHE_BYTES,
       token: e.DORMOUSE_RUNNER_TOKEN,
       gatewayUrls: e.DORMOUSE_RUNNER_GATEWAY_URLS?.split(',').map((u) => u.trim()) ?? [gatewayUrl],
     },

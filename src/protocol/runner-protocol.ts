@@ -67,6 +67,8 @@ export const RUNNER_DEFAULTS = {
   restAfterMs: 10_000,
   /** Idle time before an actor sleeps (its generation stops, its runner slot is freed). */
   sleepAfterMs: 300_000,
+  /** Resting actors' states kept in memory per runner, all together (src/runner/rest-cache.ts). */
+  restCacheBytes: 16 * 1024 * 1024,
 } as const;
 
 /**

@@ -40,6 +40,7 @@ import {
   type ConnectionRecord,
 } from './connections.js';
 import type { ActorContext, ActorKv, AnyActorDefinition } from './define-actor.js';
+import type { RestCache } from './rest-cache.js';
 import { Fenced, NotHosted } from '../errors.js';
 
 /** Test hooks, off unless a test passes them to `createRunner`. */
@@ -61,6 +62,8 @@ export interface InstanceHost {
   ended(instance: ActorInstance): void;
   /** Idle times when neither the actor's type nor its input sets them. */
   idle: IdleTimes;
+  /** Where a resting actor's state may wait for its wake (within the runner's budget). */
+  restCache: RestCache;
   faults: RunnerFaults | undefined;
   log: Logger;
 }
@@ -86,6 +89,8 @@ const RESERVED_PREFIX = '__dormouse/';
 const OUT_PREFIX = '__dormouse/out/';
 /** Acknowledged frames are deleted with the next write, or after this long if none comes. */
 const TRIM_DELAY_MS = 250;
+/** How long after a wake from rest the runner reports `active` (reportActiveSoon). */
+const ACTIVE_REPORT_DELAY_MS = 100;
 /** setTimeout's longest delay (~24.8 days); a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Deletes a connection's whole outbox (no seq reaches it). */
@@ -134,6 +139,8 @@ export class ActorInstance {
   private busy = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private restTimer: NodeJS.Timeout | null = null;
+  /** An `active` report waiting to go (reportActiveSoon). */
+  private activeReport: NodeJS.Timeout | null = null;
   private readonly idle: IdleTimes;
   private alarmTimer: NodeJS.Timeout | null = null;
   private intentSent = false;
@@ -900,23 +907,31 @@ export class ActorInstance {
     this.connections.clear();
     this.outbox.clear();
     this.instance = null;
+    this.host.restCache.keep(this.actorId, this.generation, this.savedState);
     this.savedState = '';
     this.resting = true;
     this.emit({ kind: 'resting' });
     this.log.info({ connections: this.restingRecords.length }, 'actor resting');
   }
 
-  /** Runs first in the queue when work arrives for a resting actor: its state is read again. */
+  /**
+   * Runs first in the queue when work arrives for a resting actor: its state comes from the
+   * runner's rest cache, else from Postgres again.
+   */
   private async rebuild(): Promise<void> {
-    const [state] = await this.kvGet([STATE_KEY]);
+    let saved = this.host.restCache.take(this.actorId, this.generation);
+    if (saved === undefined) {
+      const [stored] = await this.kvGet([STATE_KEY]);
+      saved = stored ? stored.toString() : JSON.stringify(this.definition.createState?.(this.command.input) ?? null);
+    }
     this.resting = false;
     this.instance = this.makeContext();
-    this.ctx.state = state ? JSON.parse(state.toString()) : (this.definition.createState?.(this.command.input) ?? null);
-    this.savedState = JSON.stringify(this.ctx.state);
+    this.ctx.state = JSON.parse(saved);
+    this.savedState = saved;
     for (const record of this.restingRecords)
       this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
     this.restingRecords = [];
-    this.emit({ kind: 'active' });
+    this.reportActiveSoon();
     this.log.info({ connections: this.connections.size }, 'actor active');
   }
 
@@ -972,6 +987,9 @@ export class ActorInstance {
     if (why) this.log.warn({ why }, 'actor instance dropped');
     this.phase = 'ended';
     this.clearTimers();
+    if (this.activeReport) clearTimeout(this.activeReport); // an ended generation reports nothing more
+    this.activeReport = null;
+    if (this.resting) this.host.restCache.drop(this.actorId);
     this.host.ended(this);
   }
 
@@ -990,7 +1008,24 @@ export class ActorInstance {
     this.restTimer = null;
   }
 
+  /**
+   * `active` is reported a moment after the wake, not during it: its trip through the gateway,
+   * Temporal and a worker would compete with the wake for the machine. Any event that comes
+   * first sends it first, so the workflow hears them in order.
+   */
+  private reportActiveSoon(): void {
+    this.activeReport = setTimeout(() => this.flushActiveReport(), ACTIVE_REPORT_DELAY_MS);
+  }
+
+  private flushActiveReport(): void {
+    if (!this.activeReport) return;
+    clearTimeout(this.activeReport);
+    this.activeReport = null;
+    this.host.emit(this.actorId, this.generation, { kind: 'active' });
+  }
+
   private emit(event: ActorEvent): void {
+    this.flushActiveReport();
     this.host.emit(this.actorId, this.generation, event);
   }
 }

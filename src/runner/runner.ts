@@ -26,6 +26,7 @@ import type { AnyActorDefinition } from './define-actor.js';
 import { EventOutbox } from './event-outbox.js';
 import { GatewayLink, runnerConnectUrls, type Welcome } from './gateway-link.js';
 import { KvClient } from './kv-client.js';
+import { RestCache } from './rest-cache.js';
 
 export interface RunnerOptions {
   /**
@@ -44,6 +45,11 @@ export interface RunnerOptions {
   defaultRestAfterMs?: number;
   /** Idle time before an actor sleeps, unless its type or input says otherwise. */
   defaultSleepAfterMs?: number;
+  /**
+   * Bytes of resting actors' states kept in memory, all actors together (RestCache): a wake
+   * from rest within it reads nothing from Postgres. 0 keeps none.
+   */
+  restCacheBytes?: number;
   log?: Logger;
   /** The pool's runner token, when the gateway requires one. */
   token?: string;
@@ -118,6 +124,7 @@ class ActorRunner implements Runner {
         restAfterMs: options.defaultRestAfterMs ?? RUNNER_DEFAULTS.restAfterMs,
         sleepAfterMs: options.defaultSleepAfterMs ?? RUNNER_DEFAULTS.sleepAfterMs,
       },
+      restCache: new RestCache(options.restCacheBytes ?? RUNNER_DEFAULTS.restCacheBytes),
       log: this.log,
     };
   }

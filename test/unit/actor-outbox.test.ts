@@ -10,6 +10,7 @@ import { createLogger } from '../../src/log.js';
 import type { KvOp, RunnerToGateway } from '../../src/protocol/runner-protocol.js';
 import { ActorInstance, type IdleTimes, type InstanceHost } from '../../src/runner/actor-instance.js';
 import { defineActor, type ActorContext, type AnyActorDefinition } from '../../src/runner/define-actor.js';
+import { RestCache } from '../../src/runner/rest-cache.js';
 import { waitFor } from '../harness/wait.js';
 
 type Write = Extract<KvOp, { kind: 'write' }>;
@@ -18,6 +19,7 @@ type Write = Extract<KvOp, { kind: 'write' }>;
 async function started(
   definition: AnyActorDefinition,
   idle: IdleTimes = { restAfterMs: 60_000, sleepAfterMs: 60_000 },
+  restCacheBytes = 0,
 ) {
   const log: (string | Write)[] = [];
   /** The keys of every KV read, in order. */
@@ -57,6 +59,7 @@ async function started(
     },
     ended: () => undefined,
     idle,
+    restCache: new RestCache(restCacheBytes),
     faults: undefined,
     log: createLogger('test', 'silent'),
   };
@@ -276,11 +279,24 @@ describe('an actor resting in place', () => {
     expect(reads).toEqual([]);
 
     await message(2, 'b');
-    expect(events.slice(-2)).toEqual(['resting', 'active']);
+    // Reported a moment after the wake, not during it.
+    expect(events.at(-1)).toBe('resting');
+    await waitFor(() => events.at(-1) === 'active', { timeoutMs: 2_000, message: 'active reported' });
     expect(reads).toEqual(['__dormouse/state']); // one read: its state; the connection's record stayed in memory
     expect(frames(sent)).toEqual(['ann n=1', 'ann n=2']); // state and attachment survived the rest
     expect(sent.at(-1)).toMatchObject({ generation: 1, message: { kind: 'wsAck', index: 2 } });
     expect(instance.isRunning).toBe(true);
+    await instance.stop('stop');
+  });
+
+  it("with room in the runner's rest cache, wakes without reading its state back", async () => {
+    const { instance, requestId, events, reads, sent, message } = await started(counter(), RESTS, 1024);
+    await message(1, 'a');
+    acked(instance, requestId, sent);
+    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await message(2, 'b');
+    expect(reads).toEqual([]);
+    expect(frames(sent)).toEqual(['ann n=1', 'ann n=2']);
     await instance.stop('stop');
   });
 
@@ -364,5 +380,21 @@ describe('an actor resting in place', () => {
     expect(JSON.parse(decode(kv.get('__dormouse/state')!))).toEqual({ n: 1 });
     expect(events.at(-1)).toBe('stopped');
     expect(instance.isRunning).toBe(false);
+  });
+});
+
+describe("a runner's rest cache", () => {
+  it('keeps states within its budget, the longest-resting leaving first, each for its own generation', () => {
+    const cache = new RestCache(10);
+    cache.keep('a', 1, '"aaaa"'); // 6 bytes
+    cache.keep('b', 1, '"bb"'); // 4: 10 in all
+    expect(cache.size).toEqual({ entries: 2, bytes: 10 });
+    cache.keep('c', 1, '"c"'); // 3 more: a, resting longest, goes
+    expect(cache.take('a', 1)).toBeUndefined();
+    expect(cache.take('b', 2)).toBeUndefined(); // another generation's: not this one's state (and gone)
+    expect(cache.take('c', 1)).toBe('"c"');
+    expect(cache.size).toEqual({ entries: 0, bytes: 0 });
+    cache.keep('d', 1, '"too large for the budget"');
+    expect(cache.size).toEqual({ entries: 0, bytes: 0 });
   });
 });
