@@ -1,7 +1,9 @@
 /**
  * A terminal client for the `chat` demo: joins a room (an actor keyed by the room name), prints
- * what everyone says, and sends each line you type. Leave it idle: the room sleeps, your socket
- * stays open, and the next line wakes it. Its socket is a resumable session (src/client/): give
+ * what everyone says, and sends each line you type. Leave it idle: after 10 s the room rests in
+ * place (its runner drops it, keeping your connection), after 5 minutes it sleeps (its generation
+ * stops); your socket stays open either way, and the next line wakes it (a rest in milliseconds,
+ * a sleep through its workflow). Its socket is a resumable session (src/client/): give
  * it several gateways, kill the one it is on, and it resumes on another without losing a line.
  *
  *   npx tsx examples/chat-client.ts --room lobby --name ann \

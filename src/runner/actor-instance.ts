@@ -781,10 +781,10 @@ export class ActorInstance {
     };
     // Inside a handler, puts and deletes join the handler's write (a replayed message must not
     // repeat them); reads see them at once. Outside one they are written at once.
-    const buffered = (key: string, value: string | null): Promise<void> => {
+    const buffered = async (key: string, value: string | null): Promise<void> => {
+      ensureLive(); // not into the write of a handler of the instance that replaced this one
       if (!this.inHandler) return value === null ? write([], [key]) : write([{ key, value }], []);
       this.kvBuffer.set(key, value);
-      return Promise.resolve();
     };
     const kv: ActorKv = {
       get: async (key) => {

@@ -318,11 +318,13 @@ describe('an actor resting in place', () => {
 
   it('a context kept from before the rest neither sends, writes nor reads', async () => {
     let kept: ActorContext | null = null;
+    let injected: unknown = null;
     const actor = defineActor({
       name: 'keeper',
       hibernatable: true,
-      onMessage(ctx) {
-        kept = ctx;
+      async onMessage(ctx, _conn, text) {
+        if (String(text) !== 'inject') kept = ctx;
+        else injected = await (kept as unknown as ActorContext).kv.put('late', 'v').catch((err: unknown) => err);
       },
     });
     const { events, sent, log, message } = await started(actor, RESTS);
@@ -336,6 +338,12 @@ describe('an actor resting in place', () => {
     await expect(old.saveState()).rejects.toThrow(/dropped/);
     expect({ sent: sent.length, writes: log.length }).toEqual(before);
     expect(events.at(-1)).toBe('resting'); // nothing woke it
+
+    // Nor, while the rebuilt instance runs a handler, into that handler's write.
+    await message(2, 'inject');
+    expect(injected).toBeInstanceOf(Error);
+    const putKeys = log.flatMap((e) => (typeof e === 'string' ? [] : e.put.map((p) => p.key)));
+    expect(putKeys).not.toContain('late');
   });
 
   it('stops without being rebuilt: no read, no onStop, reported stopped', async () => {
@@ -349,6 +357,27 @@ describe('an actor resting in place', () => {
     await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
     await instance.stop('sleep');
     expect({ reads, stops, last: events.at(-1) }).toEqual({ reads: [], stops: 0, last: 'stopped' });
+  });
+
+  it('counts client messages as activity: a chatting actor neither rests nor sleeps', async () => {
+    vi.useFakeTimers();
+    try {
+      const { instance, requestId, events, sent, message } = await started(counter(), {
+        restAfterMs: 1_000,
+        sleepAfterMs: 3_000,
+      });
+      for (let i = 1; i <= 10; i++) {
+        await message(i, `m${i}`);
+        acked(instance, requestId, sent);
+        await vi.advanceTimersByTimeAsync(900);
+      }
+      expect(events).toEqual(['running']);
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(events).toEqual(['running', 'resting', 'intent']);
+      await instance.stop('stop');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("idle times beyond setTimeout's range (~24.8 days) wait, instead of firing at once", async () => {
