@@ -89,8 +89,12 @@ const RESERVED_PREFIX = '__dormouse/';
 const OUT_PREFIX = '__dormouse/out/';
 /** Acknowledged frames are deleted with the next write, or after this long if none comes. */
 const TRIM_DELAY_MS = 250;
-/** How long after a wake from rest the runner reports `active` (reportActiveSoon). */
-const ACTIVE_REPORT_DELAY_MS = 100;
+/**
+ * How long after going to rest, and after waking, the runner reports it (reportRestChange). A
+ * rest shorter than this is never reported: an actor that wakes about when it rests costs its
+ * workflow nothing. A wake is reported soon, but not during it.
+ */
+const REPORT_DELAY_MS = { resting: 1_000, active: 100 } as const;
 /** setTimeout's longest delay (~24.8 days); a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Deletes a connection's whole outbox (no seq reaches it). */
@@ -139,8 +143,8 @@ export class ActorInstance {
   private busy = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private restTimer: NodeJS.Timeout | null = null;
-  /** An `active` report waiting to go (reportActiveSoon). */
-  private activeReport: NodeJS.Timeout | null = null;
+  /** A `resting` or `active` report waiting to go (reportRestChange). */
+  private restReport: { kind: 'resting' | 'active'; timer: NodeJS.Timeout } | null = null;
   private readonly idle: IdleTimes;
   private alarmTimer: NodeJS.Timeout | null = null;
   private intentSent = false;
@@ -910,7 +914,7 @@ export class ActorInstance {
     this.host.restCache.keep(this.actorId, this.generation, this.savedState);
     this.savedState = '';
     this.resting = true;
-    this.emit({ kind: 'resting' });
+    this.reportRestChange('resting');
     this.log.info({ connections: this.restingRecords.length }, 'actor resting');
   }
 
@@ -931,7 +935,7 @@ export class ActorInstance {
     for (const record of this.restingRecords)
       this.connections.set(record.requestId, new ActorConnection(record, true, this.connectionHost()));
     this.restingRecords = [];
-    this.reportActiveSoon();
+    this.reportRestChange('active');
     this.log.info({ connections: this.connections.size }, 'actor active');
   }
 
@@ -987,8 +991,8 @@ export class ActorInstance {
     if (why) this.log.warn({ why }, 'actor instance dropped');
     this.phase = 'ended';
     this.clearTimers();
-    if (this.activeReport) clearTimeout(this.activeReport); // an ended generation reports nothing more
-    this.activeReport = null;
+    if (this.restReport) clearTimeout(this.restReport.timer); // an ended generation reports nothing more
+    this.restReport = null;
     if (this.resting) this.host.restCache.drop(this.actorId);
     this.host.ended(this);
   }
@@ -1009,23 +1013,31 @@ export class ActorInstance {
   }
 
   /**
-   * `active` is reported a moment after the wake, not during it: its trip through the gateway,
-   * Temporal and a worker would compete with the wake for the machine. Any event that comes
-   * first sends it first, so the workflow hears them in order.
+   * Rests and wakes reach the workflow a moment late (REPORT_DELAY_MS): the report of a wake
+   * would compete with the wake for the machine (its way through the gateway, Temporal and a
+   * worker), and a change undone before its report went is never reported at all. Any other
+   * event sends the waiting report first, so the workflow hears them in order.
    */
-  private reportActiveSoon(): void {
-    this.activeReport = setTimeout(() => this.flushActiveReport(), ACTIVE_REPORT_DELAY_MS);
+  private reportRestChange(kind: 'resting' | 'active'): void {
+    if (this.restReport) {
+      // It undoes the change still waiting to be reported: as far as the workflow knows, nothing happened.
+      clearTimeout(this.restReport.timer);
+      this.restReport = null;
+      return;
+    }
+    this.restReport = { kind, timer: setTimeout(() => this.flushRestReport(), REPORT_DELAY_MS[kind]) };
   }
 
-  private flushActiveReport(): void {
-    if (!this.activeReport) return;
-    clearTimeout(this.activeReport);
-    this.activeReport = null;
-    this.host.emit(this.actorId, this.generation, { kind: 'active' });
+  private flushRestReport(): void {
+    if (!this.restReport) return;
+    const { kind, timer } = this.restReport;
+    clearTimeout(timer);
+    this.restReport = null;
+    this.host.emit(this.actorId, this.generation, { kind });
   }
 
   private emit(event: ActorEvent): void {
-    this.flushActiveReport();
+    this.flushRestReport();
     this.host.emit(this.actorId, this.generation, event);
   }
 }

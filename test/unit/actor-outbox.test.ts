@@ -275,7 +275,7 @@ describe('an actor resting in place', () => {
     const { instance, requestId, events, reads, sent, message } = await started(counter(), RESTS);
     await message(1, 'a');
     acked(instance, requestId, sent);
-    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await waitFor(() => events.includes('resting'), { timeoutMs: 5_000, message: 'the actor rested' });
     expect(reads).toEqual([]);
 
     await message(2, 'b');
@@ -293,11 +293,31 @@ describe('an actor resting in place', () => {
     const { instance, requestId, events, reads, sent, message } = await started(counter(), RESTS, 1024);
     await message(1, 'a');
     acked(instance, requestId, sent);
-    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await waitFor(() => events.includes('resting'), { timeoutMs: 5_000, message: 'the actor rested' });
     await message(2, 'b');
     expect(reads).toEqual([]);
     expect(frames(sent)).toEqual(['ann n=1', 'ann n=2']);
     await instance.stop('stop');
+  });
+
+  it('reports a rest a second late, and a rest shorter than that not at all', async () => {
+    vi.useFakeTimers();
+    try {
+      const { instance, requestId, events, sent, reads, message } = await started(counter(), RESTS);
+      await message(1, 'a');
+      acked(instance, requestId, sent);
+      await vi.advanceTimersByTimeAsync(RESTS.restAfterMs + 500); // resting for half a second
+      await message(2, 'b');
+      expect(reads).toEqual(['__dormouse/state']); // it did rest
+      acked(instance, requestId, sent);
+      await vi.advanceTimersByTimeAsync(500);
+      expect(events).toEqual(['running']); // the workflow never heard of that rest
+      await vi.advanceTimersByTimeAsync(RESTS.restAfterMs + 1_000);
+      expect(events).toEqual(['running', 'resting']);
+      await instance.stop('stop');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('does not rest while a frame it sent is unacknowledged (its outbox lives in memory too)', async () => {
@@ -308,7 +328,7 @@ describe('an actor resting in place', () => {
       await vi.advanceTimersByTimeAsync(10 * RESTS.restAfterMs);
       expect(events).not.toContain('resting');
       acked(instance, requestId, sent);
-      await vi.advanceTimersByTimeAsync(2 * RESTS.restAfterMs);
+      await vi.advanceTimersByTimeAsync(2 * RESTS.restAfterMs + 1_000); // (reported a second after)
       expect(events.at(-1)).toBe('resting');
       await instance.stop('stop');
     } finally {
@@ -329,7 +349,7 @@ describe('an actor resting in place', () => {
     });
     const { events, sent, log, message } = await started(actor, RESTS);
     await message(1, 'a');
-    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await waitFor(() => events.includes('resting'), { timeoutMs: 5_000, message: 'the actor rested' });
     const before = { sent: sent.length, writes: log.length };
     const old = kept as unknown as ActorContext;
     old.broadcast('late');
@@ -354,7 +374,7 @@ describe('an actor resting in place', () => {
     );
     await message(1, 'a');
     acked(instance, requestId, sent);
-    await waitFor(() => events.includes('resting'), { timeoutMs: 2_000, message: 'the actor rested' });
+    await waitFor(() => events.includes('resting'), { timeoutMs: 5_000, message: 'the actor rested' });
     await instance.stop('sleep');
     expect({ reads, stops, last: events.at(-1) }).toEqual({ reads: [], stops: 0, last: 'stopped' });
   });
