@@ -280,6 +280,19 @@ describe('a resting actor', () => {
   });
 });
 
+/**
+ * The throwing message was processed and acknowledged: it is not delivered again (no second
+ * crash), and the next one continues the same socket on the new generation.
+ */
+async function nextMessageOnGeneration2(client: TestClient, actorId: string): Promise<void> {
+  client.send('after');
+  await client.waitForMessages(2);
+  expect(echoes(client)).toEqual(['one', 'after']);
+  const after = await probeState(actorId);
+  expect(after).toMatchObject({ generation: 2, starts: 2, connects: 1, disconnects: {} });
+  expect(texts(after)).toEqual(['one', 'after']);
+}
+
 describe('an uncaught exception in a handler of a woken actor', () => {
   it('in onMessage crashes it; under the restart policy a new generation takes the next message', async () => {
     const { actor, client, before } = await probeWithClient('throws-restart', 'one');
@@ -297,14 +310,7 @@ describe('an uncaught exception in a handler of a woken actor', () => {
     expect(restarted).toMatchObject({ crashCount: 1, lastError: 'probe throws on message' });
     expect(await crashesLogged(actorId)).toEqual(['probe throws on message']);
 
-    // The throwing message was processed and acknowledged: it is not delivered again (no second
-    // crash), and the next one continues the same socket on the new generation.
-    client.send('after');
-    await client.waitForMessages(2);
-    expect(echoes(client)).toEqual(['one', 'after']);
-    const after = await probeState(actorId);
-    expect(after).toMatchObject({ generation: 2, starts: 2, connects: 1, disconnects: {} });
-    expect(texts(after)).toEqual(['one', 'after']);
+    await nextMessageOnGeneration2(client, actorId);
     expect(await getActor(api, actorId)).toMatchObject({ generation: 2, crashCount: 1 });
     expect(await startReasons(actorId)).toEqual(['create', 'crash']);
     expect(client.isClosed).toBeNull();
@@ -322,12 +328,7 @@ describe('an uncaught exception in a handler of a woken actor', () => {
     expect(asleep).toMatchObject({ generation: 1, lastError: 'probe throws on message' });
     expect(await crashesLogged(actorId)).toEqual(['probe throws on message']);
 
-    client.send('after');
-    await client.waitForMessages(2);
-    expect(echoes(client)).toEqual(['one', 'after']);
-    const after = await probeState(actorId);
-    expect(after).toMatchObject({ generation: 2, starts: 2, connects: 1, disconnects: {} });
-    expect(texts(after)).toEqual(['one', 'after']);
+    await nextMessageOnGeneration2(client, actorId);
     expect(await startReasons(actorId)).toEqual(['create', 'wake']);
     client.close();
   });
