@@ -24,9 +24,10 @@
  * - `phases/<s>/unaccounted` (QuantityFigure, ms): the total median less the phase medians;
  * - `phases/<s>/workflow-task/<part>` (LatencyFigure, against the total): `workflow-task` cut
  *   where the worker logged `actor allocated` (its log file; pino times, whole milliseconds):
- *   before, the task's way to the worker, the first activation and the local allocateActor
- *   (with listHibernatingRequests beside it); after, the activation that takes both results and
- *   schedules the send, and the task's completion. A split of one phase, not in the sum;
+ *   before, the task's way to the worker, the first activation and the allocation inside the
+ *   local allocateAndSnapshot (the snapshot read beside it); after, the rest of that activity,
+ *   the activation that takes its result and schedules the send, and the task's completion. A
+ *   split of one phase, not in the sum;
  * - `phases/<s>/off-path/<what>` (LatencyFigure, against the total): work that runs beside the
  *   path and is not in the sum, shown because the path no longer waits for it;
  * then, with one worker, `phases/local-activity/<type>` (QuantityFigure, ms): the mean time of
@@ -110,8 +111,8 @@ interface Phase {
 const START_PATH: Phase[] = [
   // Matching hands the workflow task to the worker's poll.
   { name: 'workflow-task-dispatch', from: 'workflowStarted', to: 'taskStarted' },
-  // The worker runs the workflow, the local allocateActor and listHibernatingRequests inside
-  // the task (markers), and completes it, scheduling insertAndSendCommands.
+  // The worker runs the workflow, the local allocateAndSnapshot inside the task (a marker), and
+  // completes it, scheduling insertAndSendCommands.
   { name: 'workflow-task', from: 'taskStarted', to: 'sendScheduled' },
   // Eager: the worker asked for the activity in the task's completion, which starts it at once.
   { name: 'activity-dispatch', from: 'sendScheduled', to: 'sendStarted' },
@@ -517,7 +518,7 @@ function workflowMarks(
       localActivities: span.filter((e) => e.markerRecordedEventAttributes?.markerName === LOCAL_ACTIVITY_MARKER).length,
       regularFallbacks: span.filter((e) => {
         const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
-        return name === 'allocateActor' || name === 'listHibernatingRequests';
+        return name === 'allocateActor' || name === 'listHibernatingRequests'; // after a failed local read
       }).length,
     },
   };

@@ -73,7 +73,7 @@ describe('a crashing actor', () => {
     const waits: number[] = [];
     calls.forEach((call, i) => {
       if (call.summary !== 'record backoff') return;
-      const next = calls.slice(i + 1).find((c) => c.name === 'allocateActor')!;
+      const next = calls.slice(i + 1).find((c) => c.name === 'allocateAndSnapshot' || c.name === 'allocateActor')!;
       waits.push(next.scheduledAt - call.scheduledAt);
     });
     expect(waits).toHaveLength(3);

@@ -128,10 +128,9 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
       await visible(page.getByRole('heading', { name: workflowId }));
 
       // The timeline labels each activity `<type> • <summary>`, cutting long ones short; the
-      // start's local activities (markers) by their type alone (UI 2.54).
+      // start's local activity (a marker) by its type alone (UI 2.54).
       for (const label of [
-        'allocateActor',
-        'listHibernatingRequests',
+        'allocateAndSnapshot',
         'recordActorState • record running',
         `insertAndSendCommands • stop generation 1 on runner ${runner} (sleep)`,
         'recordActorState • record stopping',

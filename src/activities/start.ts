@@ -15,13 +15,19 @@ export interface AllocateInput {
   generation: number;
 }
 
+/** What a start reads before it queues the StartActor: its runner and its snapshot. */
+export interface StartReads {
+  allocation: Allocation;
+  hibernatingRequests: HibernatingRequestRef[];
+}
+
 export interface InsertAndSendInput {
   runnerId: string;
   commands: CommandEnvelope[];
 }
 
 export function startActivities({ db, config, log, faults }: ActivityDeps) {
-  return {
+  const activities = {
     /**
      * Picks a runner with free capacity and bumps the generation; retried while there is none.
      * An actor destroyed meanwhile gets no runner: the workflow then finishes its destroy. A
@@ -50,10 +56,23 @@ export function startActivities({ db, config, log, faults }: ActivityDeps) {
       return requests;
     },
 
+    /**
+     * Both reads of a start side by side, as one local activity: the workflow takes both results
+     * in one activation. A destroyed actor's snapshot is read all the same, and not used.
+     */
+    async allocateAndSnapshot(input: AllocateInput): Promise<StartReads> {
+      const [allocation, hibernatingRequests] = await Promise.all([
+        activities.allocateActor(input),
+        activities.listHibernatingRequests({ actorId: input.actorId }),
+      ]);
+      return { allocation, hibernatingRequests };
+    },
+
     async insertAndSendCommands(input: InsertAndSendInput): Promise<void> {
       await faults?.beforeInsertAndSendCommands?.({ attempt: Context.current().info.attempt, input });
       const inserted = await insertCommands(db, input.runnerId, input.commands);
       log.debug({ runnerId: input.runnerId, commands: input.commands.length, inserted }, 'commands queued');
     },
   };
+  return activities;
 }

@@ -1,27 +1,33 @@
 /** The runners' command queues (`runner_commands`). */
 import type { CommandEnvelope } from '../protocol/runner-protocol.js';
 import { COMMANDS_CHANNEL } from './channels.js';
-import { inTransaction, type Db, type Queryable } from './pool.js';
+import type { Queryable } from './pool.js';
 
 /**
- * Queues commands for a runner and notifies its gateway, in one transaction. Idempotent on
- * (actor_id, generation, idx): a retried call with the same envelopes changes nothing, and a
- * command that was already acknowledged is not queued again.
+ * Queues commands for a runner and notifies its gateway, in one statement (one round trip on the
+ * path of every start; a statement is atomic, and its NOTIFY goes out when it commits).
+ * Idempotent on (actor_id, generation, idx): a retried call with the same envelopes changes
+ * nothing, and a command that was already acknowledged is not queued again.
  */
-export async function insertCommands(db: Db, runnerId: string, commands: CommandEnvelope[]): Promise<number> {
-  return inTransaction(db, async (tx) => {
-    let inserted = 0;
-    for (const c of commands) {
-      const result = await tx.query(
-        `INSERT INTO runner_commands (actor_id, generation, idx, runner_id, payload)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (actor_id, generation, idx) DO NOTHING`,
-        [c.actorId, c.generation, c.idx, runnerId, JSON.stringify(c.command)],
-      );
-      inserted += result.rowCount ?? 0;
-    }
-    await tx.query('SELECT pg_notify($1, $2)', [COMMANDS_CHANNEL, runnerId]);
-    return inserted;
-  });
+export async function insertCommands(db: Queryable, runnerId: string, commands: CommandEnvelope[]): Promise<number> {
+  const { rows } = await db.query<{ inserted: number }>(
+    `WITH inserted AS (
+       INSERT INTO runner_commands (actor_id, generation, idx, runner_id, payload)
+       SELECT actor_id, generation, idx, $1, payload
+       FROM unnest($2::uuid[], $3::int[], $4::int[], $5::jsonb[]) AS c(actor_id, generation, idx, payload)
+       ON CONFLICT (actor_id, generation, idx) DO NOTHING
+       RETURNING 1)
+     SELECT (SELECT count(*)::int FROM inserted) AS inserted, pg_notify($6, $1::text)`,
+    [
+      runnerId,
+      commands.map((c) => c.actorId),
+      commands.map((c) => c.generation),
+      commands.map((c) => c.idx),
+      commands.map((c) => JSON.stringify(c.command)),
+      COMMANDS_CHANNEL,
+    ],
+  );
+  return rows[0]!.inserted;
 }
 
 /**

@@ -15,7 +15,15 @@ import * as wf from '@temporalio/workflow';
 import { ActivityFailure, ApplicationFailure, type ActivityOptions } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../errors.js';
-import type { ActorEvent, EventEnvelope, RunnerCommand, StartReason, StopReason } from '../protocol/runner-protocol.js';
+import type { StartReads } from '../activities/start.js';
+import type {
+  ActorEvent,
+  EventEnvelope,
+  HibernatingRequestRef,
+  RunnerCommand,
+  StartReason,
+  StopReason,
+} from '../protocol/runner-protocol.js';
 import {
   destroySignal,
   eventsSignal,
@@ -86,6 +94,8 @@ const DROP_ABANDONED_GENERATION = 'drop-abandoned-generation';
 const LOCAL_START_ACTIVITIES = 'local-start-activities';
 /** listHibernatingRequests runs alongside allocateActor instead of after it. */
 const CONCURRENT_START_READS = 'concurrent-start-reads';
+/** Allocation and snapshot are read in one local activity (`allocateAndSnapshot`), not two. */
+const ONE_START_READ = 'one-start-read';
 /** An actor asleep for ASLEEP_QUIET_MS with a history longer than ASLEEP_HISTORY_EVENTS continues as new. */
 const CONTINUE_AS_NEW_ASLEEP = 'continue-as-new-asleep';
 
@@ -98,6 +108,12 @@ const CONTINUE_AS_NEW_ASLEEP = 'continue-as-new-asleep';
  */
 const ASLEEP_HISTORY_EVENTS = 10;
 const ASLEEP_QUIET_MS = 10_000;
+
+/** What a start has read: its runner, and its snapshot (already read, or read on demand). */
+interface ReadsForStart {
+  allocation: StartReads['allocation'];
+  snapshot: () => Promise<HibernatingRequestRef[]>;
+}
 
 function freshObservations(): ActorMemory['observed'] {
   return { running: false, stopped: null, intent: null, runnerLost: false };
@@ -226,29 +242,10 @@ class ActorLifecycle {
     const generation = m.generation + 1;
     const reason = m.startReason;
 
-    const toAllocate = { actorId: this.input.actorId, generation };
-    const allocating = `allocate generation ${generation} (${reason})`;
-    const allocated = this.unlessDestroyed(() =>
-      this.localFirst(
-        () => local.allocateActor.executeWithOptions({ summary: allocating }, [toAllocate]),
-        () => acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: allocating }, [toAllocate]),
-      ),
-    );
-    const toList = { actorId: this.input.actorId };
-    const listing = `snapshot hibernating requests for generation ${generation}`;
-    const snapshot = () =>
-      this.localFirst(
-        () => local.listHibernatingRequests.executeWithOptions({ summary: listing }, [toList]),
-        () => acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]),
-      );
-    // Read alongside the allocation: one workflow activation fewer. Reading it after bought
-    // nothing: a request that hibernates after the read, however much later the allocation
-    // ends, is offered to the running actor (H8), and one that closes is closed toward it (§5).
-    const early = wf.patched(CONCURRENT_START_READS) ? snapshot() : null;
-    early?.catch(() => undefined); // awaited below, or abandoned with a destroyed actor
-    const allocation = await allocated;
+    const reads = await this.readForStart(generation, reason);
     // A destroy that took the row lock first refuses the allocation (db/actors.ts allocateActor).
-    if (allocation === 'destroyed' || 'destroyed' in allocation) return this.finishDestroy();
+    if (reads === 'destroyed' || 'destroyed' in reads.allocation) return this.finishDestroy();
+    const { allocation } = reads;
 
     m.generation = generation;
     m.runnerId = allocation.runnerId;
@@ -261,7 +258,7 @@ class ActorLifecycle {
     m.requested.reschedule = false;
     this.enter('starting');
 
-    const hibernatingRequests = await (early ?? snapshot());
+    const hibernatingRequests = await reads.snapshot();
     const n = hibernatingRequests.length;
     await this.send(
       {
@@ -277,6 +274,59 @@ class ActorLifecycle {
       `start generation ${generation} on runner ${allocation.runnerId} (${reason}) with ${n} hibernating request${n === 1 ? '' : 's'}`,
     );
     m.deadline = Date.now() + this.input.timing.startThresholdMs;
+  }
+
+  /**
+   * The reads of a start: a runner for the generation and the snapshot of the hibernating
+   * requests, side by side, as one local activity (ONE_START_READ): one activation takes both.
+   * When that attempt fails, the regular activities take over, the snapshot read after the
+   * allocation. Runs of older code read them as two local activities (CONCURRENT_START_READS),
+   * or one after the other (LOCAL_START_ACTIVITIES), or as regular activities only.
+   * A snapshot read with the allocation is as good as one read after it: a request that
+   * hibernates after the read is offered to the running actor (H8), and one that closes is
+   * closed toward it (§5).
+   */
+  private async readForStart(generation: number, reason: StartReason): Promise<ReadsForStart | 'destroyed'> {
+    const toAllocate = { actorId: this.input.actorId, generation };
+    const allocating = `allocate generation ${generation} (${reason})`;
+    const toList = { actorId: this.input.actorId };
+    const listing = `snapshot hibernating requests for generation ${generation}`;
+    const allocateRegular = () =>
+      acts.allocateActor.executeWithOptions({ ...ALLOCATE_OPTIONS, summary: allocating }, [toAllocate]);
+    const listRegular = () =>
+      acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]);
+
+    if (wf.patched(ONE_START_READ)) {
+      return this.unlessDestroyed(async (): Promise<ReadsForStart> => {
+        try {
+          const both = await local.allocateAndSnapshot.executeWithOptions({ summary: `${allocating}; ${listing}` }, [
+            toAllocate,
+          ]);
+          return { allocation: both.allocation, snapshot: () => Promise.resolve(both.hibernatingRequests) };
+        } catch (err) {
+          if (wf.isCancellation(err) || nonRetryable(err)) throw err;
+          wf.log.info('local start read failed; retrying it as regular activities', { error: String(err) });
+          return { allocation: await allocateRegular(), snapshot: listRegular };
+        }
+      });
+    }
+
+    const allocated = this.unlessDestroyed(() =>
+      this.localFirst(
+        () => local.allocateActor.executeWithOptions({ summary: allocating }, [toAllocate]),
+        allocateRegular,
+      ),
+    );
+    const snapshot = () =>
+      this.localFirst(
+        () => local.listHibernatingRequests.executeWithOptions({ summary: listing }, [toList]),
+        listRegular,
+      );
+    const early = wf.patched(CONCURRENT_START_READS) ? snapshot() : null;
+    early?.catch(() => undefined); // awaited by the caller, or abandoned with a destroyed actor
+    const allocation = await allocated;
+    if (allocation === 'destroyed') return 'destroyed';
+    return { allocation, snapshot: () => early ?? snapshot() };
   }
 
   // --- Waiting phases ---------------------------------------------------------------------

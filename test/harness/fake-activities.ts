@@ -6,6 +6,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Activities } from '../../src/activities/index.js';
+import type { AllocateInput } from '../../src/activities/start.js';
+import type { Allocation } from '../../src/db/actors.js';
 import { InvariantViolation } from '../../src/errors.js';
 import type { HibernatingRequestRef } from '../../src/protocol/runner-protocol.js';
 
@@ -36,6 +38,16 @@ export interface FakeActor {
   calls: ActivityCall[];
 }
 
+/** What the real allocation answers, as the fake actor's world decides. */
+function allocate(actor: FakeActor, input: AllocateInput): Allocation {
+  if (actor.registryBroken)
+    throw new InvariantViolation(`actor ${input.actorId} is ahead of generation ${input.generation}`);
+  if (actor.destroyed) return { destroyed: true };
+  if (!actor.capacity)
+    throw ApplicationFailure.retryable('no live runner with free capacity hosts this actor', 'NoCapacity');
+  return { runnerId: runnerOf(input.generation) };
+}
+
 /** The runner each generation is placed on: generation 2 on `runner-2`, so commands show their placement. */
 export function runnerOf(generation: number): string {
   return `runner-${generation}`;
@@ -45,17 +57,13 @@ export class FakeActivities {
   private readonly actors = new Map<string, FakeActor>();
 
   readonly activities: Activities = {
-    allocateActor: async (input) => {
-      const actor = this.record({ name: 'allocateActor', input }, input.actorId);
-      if (actor.registryBroken)
-        throw new InvariantViolation(`actor ${input.actorId} is ahead of generation ${input.generation}`);
-      if (actor.destroyed) return { destroyed: true };
-      if (!actor.capacity)
-        throw ApplicationFailure.retryable('no live runner with free capacity hosts this actor', 'NoCapacity');
-      return { runnerId: runnerOf(input.generation) };
-    },
+    allocateActor: async (input) => allocate(this.record({ name: 'allocateActor', input }, input.actorId), input),
     listHibernatingRequests: async (input) =>
       this.record({ name: 'listHibernatingRequests', input }, input.actorId).snapshot,
+    allocateAndSnapshot: async (input) => {
+      const actor = this.record({ name: 'allocateAndSnapshot', input }, input.actorId);
+      return { allocation: allocate(actor, input), hibernatingRequests: actor.snapshot };
+    },
     insertAndSendCommands: async (input) => {
       const actorId = input.commands[0]?.actorId;
       if (actorId === undefined) throw ApplicationFailure.nonRetryable('insertAndSendCommands without commands');
@@ -104,7 +112,7 @@ export class FakeActivities {
 }
 
 /**
- * One line per call, for tables: `allocateActor g2`, `listHibernatingRequests`,
+ * One line per call, for tables: `allocateAndSnapshot g2`, `allocateActor g2`, `listHibernatingRequests`,
  * `startActor g2 wake @runner-2 hibernating=1`, `stopActor g1 sleep @runner-1`,
  * `recordActorState sleeping g1`, `destroyActor error=boom`.
  */
@@ -114,6 +122,8 @@ export function describeCall(call: ActivityCall): string {
       return `allocateActor g${call.input.generation}`;
     case 'listHibernatingRequests':
       return 'listHibernatingRequests';
+    case 'allocateAndSnapshot':
+      return `allocateAndSnapshot g${call.input.generation}`;
     case 'insertAndSendCommands':
       return call.input.commands
         .map(({ command }) =>

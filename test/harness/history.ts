@@ -10,7 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { temporal } from '@temporalio/proto';
 import type { HibernatingRequestRef, StartActorCommand } from '../../src/protocol/runner-protocol.js';
-import type { InsertAndSendInput } from '../../src/activities/start.js';
+import type { InsertAndSendInput, StartReads } from '../../src/activities/start.js';
 import { actorWorkflowId } from '../../src/workflows/actor-api.js';
 
 type History = temporal.api.history.v1.IHistory;
@@ -21,7 +21,7 @@ export const HISTORIES_DIR = fileURLToPath(new URL('../histories/', import.meta.
  * The newest patch of the actor workflow (src/workflows/actor.ts): new recordings are named after
  * it, so each patch adds a set of histories beside those of older code. Change it with every patch.
  */
-const RECORDED_WITH = 'continue-as-new-asleep';
+const RECORDED_WITH = 'one-start-read';
 
 export interface ActivityCall {
   name: string;
@@ -93,11 +93,11 @@ export function activityCalls(histories: History[]): ActivityCall[] {
 export interface RecordedStart {
   generation: number;
   reason: string;
-  /** The result of `listHibernatingRequests` for this start. */
+  /** The snapshot read for this start (`allocateAndSnapshot`, or `listHibernatingRequests` in older runs and after a failed local read). */
   snapshot: HibernatingRequestRef[];
   /** The StartActor in the input of `insertAndSendCommands`. */
   command: StartActorCommand;
-  /** How many `listHibernatingRequests` calls this start made (DESIGN §1: exactly one). */
+  /** How many snapshot reads this start made (DESIGN §1: exactly one). */
   snapshotReads: number;
   sendAttempts: number;
   sendSummary: string | null;
@@ -111,10 +111,14 @@ export function recordedStarts(calls: ActivityCall[]): RecordedStart[] {
   const starts: RecordedStart[] = [];
   let snapshots: HibernatingRequestRef[][] = [];
   for (const call of calls) {
-    if (call.name === 'listHibernatingRequests') {
+    if (call.name === 'listHibernatingRequests' || call.name === 'allocateAndSnapshot') {
       if (call.result === undefined && call.local) continue; // a failed local attempt; the regular activity reads
       if (call.result === undefined) throw new Error('a snapshot read has not completed');
-      snapshots.push(call.result as HibernatingRequestRef[]);
+      snapshots.push(
+        call.name === 'allocateAndSnapshot'
+          ? (call.result as StartReads).hibernatingRequests
+          : (call.result as HibernatingRequestRef[]),
+      );
       continue;
     }
     if (call.name !== 'insertAndSendCommands') continue;

@@ -163,24 +163,16 @@ describe('broken invariants in activities', () => {
     expect(NON_RETRYABLE_ERROR_TYPES).toContain(failure.type);
   });
 
-  /** A pool whose one client answers the actor row read with `row`, and records the rest. */
-  function registry(row: { name: string; generation: number; runner_id: string | null } | undefined): Db {
-    const client = {
-      query: async (sql: string) => ({
-        rows: sql.startsWith('SELECT name,') && row ? [row] : [],
-        rowCount: 0,
-      }),
-      release: () => undefined,
-      on: () => undefined,
-      removeListener: () => undefined,
-    };
-    return { connect: async () => client } as unknown as Db;
+  /** A pool whose allocation statement finds the actor row `row` (or none) and chooses no runner. */
+  function registry(row: { generation: number; runner_id: string | null } | undefined): Db {
+    const result = row ? [{ ...row, destroyed: false, chosen: null }] : [];
+    return { query: async () => ({ rows: result, rowCount: result.length }) } as unknown as Db;
   }
 
   it('are what allocation throws when the registry contradicts the workflow', async () => {
     const gone = allocateActor(registry(undefined), { actorId, generation: 1, runnerLostMs: 1000 });
     await expect(gone).rejects.toThrow(InvariantViolation);
-    const ahead = allocateActor(registry({ name: 'chat', generation: 3, runner_id: null }), {
+    const ahead = allocateActor(registry({ generation: 3, runner_id: null }), {
       actorId,
       generation: 2,
       runnerLostMs: 1000,

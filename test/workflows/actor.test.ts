@@ -127,14 +127,12 @@ const offRunner = { runnerId: null };
 /** A new generation on runner-2 after leaving runner-1 (recorded at once, so gateways stop routing there). */
 const restartedFromRunner = (reason: string) => [
   'recordActorState allocating g1',
-  'allocateActor g2',
-  'listHibernatingRequests',
+  'allocateAndSnapshot g2',
   `startActor g2 ${reason} @runner-2 hibernating=0`,
 ];
 /** A new generation when the actor was on no runner: nothing to record before allocating. */
 const startedOffRunner = (reason: string) => [
-  'allocateActor g2',
-  'listHibernatingRequests',
+  'allocateAndSnapshot g2',
   `startActor g2 ${reason} @runner-2 hibernating=0`,
 ];
 
@@ -378,7 +376,7 @@ const CASES: Case[] = [
     given: 'sleeping',
     when: [destroyedInRegistry, wake],
     then: { state: 'destroyed', ...g1, ...offRunner },
-    calls: ['allocateActor g2', 'listHibernatingRequests', 'destroyActor'],
+    calls: ['allocateAndSnapshot g2', 'destroyActor'],
   },
   {
     given: 'sleeping with an alarm in 1 h',
@@ -409,8 +407,9 @@ const CASES: Case[] = [
     given: 'allocating without capacity',
     when: [capacity],
     then: { state: 'starting', ...onRunner1 },
-    // The snapshot was read alongside the first allocation attempt (H8 offers what it misses).
-    calls: ['startActor g1 create @runner-1 hibernating=0'],
+    // The local read failed for want of a runner: the regular allocation retried until there was
+    // one, then the regular snapshot read.
+    calls: ['listHibernatingRequests', 'startActor g1 create @runner-1 hibernating=0'],
   },
   {
     given: 'allocating without capacity',
@@ -446,11 +445,7 @@ describe('actor lifecycle: state × signal × timer', () => {
 describe('actor lifecycle: starts', () => {
   it('a new actor allocates, snapshots and sends StartActor for generation 1, then waits 30 s for running', async () => {
     const actor = await t.createActor();
-    expect(actor.callsSince(0)).toEqual([
-      'allocateActor g1',
-      'listHibernatingRequests',
-      'startActor g1 create @runner-1 hibernating=0',
-    ]);
+    expect(actor.callsSince(0)).toEqual(['allocateAndSnapshot g1', 'startActor g1 create @runner-1 hibernating=0']);
     expect(await actor.status()).toMatchObject({
       state: 'starting',
       generation: 1,
@@ -459,14 +454,15 @@ describe('actor lifecycle: starts', () => {
       alarmTs: null,
     });
     expect((await actor.lastTimer()).durationMs).toBe(30 * SECOND);
-    // Allocation and snapshot inside the workflow task; the send stays a regular activity (DESIGN §1).
-    expect(actor.fake.localAttempts).toEqual(['allocateActor', 'listHibernatingRequests']);
+    // Allocation and snapshot inside the workflow task, in one local activity; the send stays a
+    // regular activity (DESIGN §1).
+    expect(actor.fake.localAttempts).toEqual(['allocateAndSnapshot']);
   });
 
   it('without capacity, the one local allocation attempt hands over to the regular activity, which retries', async () => {
     const actor = await givenActor('allocating without capacity');
     await actor.elapse(10 * SECOND);
-    expect(actor.fake.localAttempts).toEqual(['allocateActor', 'listHibernatingRequests']);
+    expect(actor.fake.localAttempts).toEqual(['allocateAndSnapshot']);
     expect(actor.fake.attempts.filter((name) => name === 'allocateActor').length).toBeGreaterThan(3);
     await actor.giveCapacity();
     expect(await actor.status()).toMatchObject({ state: 'starting', generation: 1 });
@@ -484,12 +480,8 @@ describe('actor lifecycle: starts', () => {
     const mark = actor.fake.calls.length;
     await actor.wake();
 
-    expect(actor.fake.calls.slice(mark).map((c) => c.name)).toEqual([
-      'allocateActor',
-      'listHibernatingRequests',
-      'insertAndSendCommands',
-    ]);
-    expect(actor.lastCall('listHibernatingRequests')?.input).toEqual({ actorId: actor.actorId });
+    expect(actor.fake.calls.slice(mark).map((c) => c.name)).toEqual(['allocateAndSnapshot', 'insertAndSendCommands']);
+    expect(actor.lastCall('allocateAndSnapshot')?.input).toEqual({ actorId: actor.actorId, generation: 2 });
     expect(actor.lastCall('insertAndSendCommands')?.input).toEqual({
       runnerId: runnerOf(2),
       commands: [
@@ -554,7 +546,7 @@ describe('actor lifecycle: a registry that contradicts the workflow', () => {
     const cause = failed instanceof ActivityFailure ? failed.cause : failed;
     expect(cause).toBeInstanceOf(ApplicationFailure);
     expect((cause as ApplicationFailure).type).toBe('InvariantViolation');
-    expect(actor.fake.attempts.slice(attemptsBefore)).toEqual(['allocateActor', 'listHibernatingRequests']);
+    expect(actor.fake.attempts.slice(attemptsBefore)).toEqual(['allocateAndSnapshot']);
   });
 });
 
@@ -587,8 +579,7 @@ describe('actor lifecycle: crash backoff 2 s·2^(n-1) ±25 %', () => {
       expect(await actor.status()).toMatchObject({ state: 'starting', generation: crashes + 1, crashCount: crashes });
       const g = crashes + 1;
       expect(actor.callsSince(mark)).toEqual([
-        `allocateActor g${g}`,
-        'listHibernatingRequests',
+        `allocateAndSnapshot g${g}`,
         `startActor g${g} crash @runner-${g} hibernating=0`,
       ]);
     });
