@@ -501,7 +501,12 @@ function workflowMarks(
     const change = decodeFirst(a.input?.payloads) as StateChange;
     return change.generation === generation && change.state === 'running';
   });
-  const recorded = record && completion(Number(record.eventId));
+  // A record that ran as a local activity (LOCAL_STATE_RECORDS) is the first recordActorState
+  // marker after the running signal, written with the completion of the task that ran it.
+  const recordMarker =
+    running &&
+    events.find((e) => Number(e.eventId) > Number(running.eventId) && localActivityType(e) === 'recordActorState');
+  const recorded = record ? completion(Number(record.eventId)) : recordMarker;
   const sendCompleted = completion(sendId);
   return {
     marks: {
@@ -522,6 +527,13 @@ function workflowMarks(
       }).length,
     },
   };
+}
+
+/** The activity type of a local activity's marker, or undefined for any other event. */
+function localActivityType(event: HistoryEvent): string | undefined {
+  const marker = event.markerRecordedEventAttributes;
+  if (marker?.markerName !== LOCAL_ACTIVITY_MARKER) return undefined;
+  return (decodeFirst(marker.details?.data?.payloads) as { activity_type?: string } | undefined)?.activity_type;
 }
 
 /** How many starts took each shape, e.g. `{"1 task, 2 local, 0 fallback": 50}`. */

@@ -127,14 +127,12 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
       await page.waitForURL((url) => url.pathname === `${workflowPath}/${runId}/timeline`);
       await visible(page.getByRole('heading', { name: workflowId }));
 
-      // The timeline labels each activity `<type> • <summary>`, cutting long ones short; the
-      // start's local activity (a marker) by its type alone (UI 2.54).
+      // The timeline labels each activity `<type> • <summary>`, cutting long ones short; the local
+      // activities (markers: the start's reads, the state records) by their type alone (UI 2.54).
       for (const label of [
         'allocateAndSnapshot',
-        'recordActorState • record running',
+        'recordActorState',
         `insertAndSendCommands • stop generation 1 on runner ${runner} (sleep)`,
-        'recordActorState • record stopping',
-        'recordActorState • record sleeping',
       ]) {
         await visible(page.getByText(label, { exact: true }));
       }
@@ -146,8 +144,7 @@ describe.skipIf(chromiumLookup.path === undefined)('the Temporal UI', () => {
       await page.waitForURL((url) => url.pathname === `${workflowPath}/${runId}/history`);
       for (const summary of [
         `actor **chat** key \`${key}\``,
-        'allocate generation 1 (create)',
-        'snapshot hibernating requests for generation 1',
+        'allocate generation 1 (create); snapshot hibernating requests for generation 1',
         `start generation 1 on runner ${runner} (create) with 0 hibernating requests`,
         'start threshold',
         'record running',

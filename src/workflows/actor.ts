@@ -72,13 +72,14 @@ const ALLOCATE_OPTIONS: ActivityOptions = {
 const acts = wf.proxyActivities<Activities>(ACTIVITY_OPTIONS);
 
 /**
- * Allocation and the snapshot read run first as local activities: in the worker, inside the
- * workflow task, recorded as markers: a start takes two workflow tasks and one activity task
- * instead of four and three (each regular activity is an activity task, then a workflow task
- * to take its result, and the server's dispatch before each). DESIGN §1 holds:
- * the snapshot is read once, recorded, and travels in the input of the send, which stays a
- * regular activity. One local attempt only: when it fails (no capacity, Postgres away) the
- * regular activity takes over, whose retries wait on the server and add nothing to the history.
+ * The start's reads (allocation and snapshot, one activity) and the state records run first as
+ * local activities: in the worker, inside the workflow task, recorded as markers. A start takes
+ * two workflow tasks and one activity task instead of four and three (each regular activity is
+ * an activity task, then a workflow task to take its result, and the server's dispatch before
+ * each), and a record none of its own. DESIGN §1 holds: the snapshot is read once, recorded, and
+ * travels in the input of the send, which stays a regular activity. One local attempt only:
+ * when it fails (no capacity, Postgres away) the regular activity takes over, whose retries wait
+ * on the server and add nothing to the history.
  */
 const local = wf.proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 seconds',
@@ -96,6 +97,11 @@ const LOCAL_START_ACTIVITIES = 'local-start-activities';
 const CONCURRENT_START_READS = 'concurrent-start-reads';
 /** Allocation and snapshot are read in one local activity (`allocateAndSnapshot`), not two. */
 const ONE_START_READ = 'one-start-read';
+/**
+ * recordActorState runs as a local activity first: a record costs the workflow task it is made
+ * in, not an activity task and another workflow task (on every start: `running`).
+ */
+const LOCAL_STATE_RECORDS = 'local-state-records';
 /** An actor asleep for ASLEEP_QUIET_MS with a history longer than ASLEEP_HISTORY_EVENTS continues as new. */
 const CONTINUE_AS_NEW_ASLEEP = 'continue-as-new-asleep';
 
@@ -297,18 +303,17 @@ class ActorLifecycle {
       acts.listHibernatingRequests.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: listing }, [toList]);
 
     if (wf.patched(ONE_START_READ)) {
-      return this.unlessDestroyed(async (): Promise<ReadsForStart> => {
-        try {
-          const both = await local.allocateAndSnapshot.executeWithOptions({ summary: `${allocating}; ${listing}` }, [
-            toAllocate,
-          ]);
-          return { allocation: both.allocation, snapshot: () => Promise.resolve(both.hibernatingRequests) };
-        } catch (err) {
-          if (wf.isCancellation(err) || nonRetryable(err)) throw err;
-          wf.log.info('local start read failed; retrying it as regular activities', { error: String(err) });
-          return { allocation: await allocateRegular(), snapshot: listRegular };
-        }
-      });
+      return this.unlessDestroyed(() =>
+        this.localThenRegular<ReadsForStart>(
+          async () => {
+            const both = await local.allocateAndSnapshot.executeWithOptions({ summary: `${allocating}; ${listing}` }, [
+              toAllocate,
+            ]);
+            return { allocation: both.allocation, snapshot: () => Promise.resolve(both.hibernatingRequests) };
+          },
+          async () => ({ allocation: await allocateRegular(), snapshot: listRegular }),
+        ),
+      );
     }
 
     const allocated = this.unlessDestroyed(() =>
@@ -541,20 +546,25 @@ class ActorLifecycle {
   }
 
   /**
-   * One local attempt of a start activity, then the regular activity if that attempt failed for
-   * any reason but a non-retryable one (LOCAL_START_ACTIVITIES; runs of older code ran only the
-   * regular one). A cancellation (destroy) ends both.
+   * Runs of older code ran the start activities as regular activities only; since
+   * LOCAL_START_ACTIVITIES, one local attempt first (`localThenRegular`).
    */
   private async localFirst<T>(runLocal: () => Promise<T>, runRegular: () => Promise<T>): Promise<T> {
-    if (wf.patched(LOCAL_START_ACTIVITIES)) {
-      try {
-        return await runLocal();
-      } catch (err) {
-        if (wf.isCancellation(err) || nonRetryable(err)) throw err;
-        wf.log.info('local start activity failed; retrying it as a regular activity', { error: String(err) });
-      }
+    return wf.patched(LOCAL_START_ACTIVITIES) ? this.localThenRegular(runLocal, runRegular) : runRegular();
+  }
+
+  /**
+   * One local attempt, then the regular activity if that attempt failed for any reason but a
+   * non-retryable one; a cancellation (destroy) ends both.
+   */
+  private async localThenRegular<T>(runLocal: () => Promise<T>, runRegular: () => Promise<T>): Promise<T> {
+    try {
+      return await runLocal();
+    } catch (err) {
+      if (wf.isCancellation(err) || nonRetryable(err)) throw err;
+      wf.log.info('local activity failed; retrying it as a regular activity', { error: String(err) });
+      return runRegular();
     }
-    return runRegular();
   }
 
   /** Queues one command for the current generation on its runner. */
@@ -571,15 +581,17 @@ class ActorLifecycle {
     const m = this.m;
     const state = m.state;
     if (state === 'destroyed') return; // destroyActor records that one
-    await acts.recordActorState.executeWithOptions({ ...ACTIVITY_OPTIONS, summary: `record ${m.state}` }, [
-      {
-        actorId: this.input.actorId,
-        generation: m.generation,
-        state,
-        crashCount: m.crashCount,
-        lastError: m.lastError,
-      },
-    ]);
+    const change = {
+      actorId: this.input.actorId,
+      generation: m.generation,
+      state,
+      crashCount: m.crashCount,
+      lastError: m.lastError,
+    };
+    const summary = `record ${state}`;
+    const regular = () => acts.recordActorState.executeWithOptions({ ...ACTIVITY_OPTIONS, summary }, [change]);
+    if (!wf.patched(LOCAL_STATE_RECORDS)) return regular();
+    await this.localThenRegular(() => local.recordActorState.executeWithOptions({ summary }, [change]), regular);
   }
 
   private enter(state: ActorState): void {

@@ -21,7 +21,7 @@ export const HISTORIES_DIR = fileURLToPath(new URL('../histories/', import.meta.
  * The newest patch of the actor workflow (src/workflows/actor.ts): new recordings are named after
  * it, so each patch adds a set of histories beside those of older code. Change it with every patch.
  */
-const RECORDED_WITH = 'one-start-read';
+const RECORDED_WITH = 'local-state-records';
 
 export interface ActivityCall {
   name: string;
