@@ -6,7 +6,9 @@
  * - orphan repair picks in random order and goes on past a start that fails;
  * - runner-lost signals go out at most SIGNAL_CONCURRENCY at a time;
  * - runners lost long ago that hold no actors are deleted;
- * - an allocation that waited on the row lock of a destroy takes no runner slot.
+ * - an allocation that waited on the row lock of a destroy takes no runner slot;
+ * - the allocation and the command queue, each one statement: slots taken, moved and kept, a
+ *   retry answered alike, the notice sent, and the commands stored exactly as given.
  */
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -14,6 +16,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { reaperActivities, SIGNAL_CONCURRENCY } from '../src/activities/reaper.js';
 import { loadConfig } from '../src/config.js';
 import { allocateActor, destroyActor } from '../src/db/actors.js';
+import { ACTOR_STATE_CHANNEL, parseActorStateNotice, type ActorStateNotice } from '../src/db/channels.js';
+import { insertCommands, pendingCommands } from '../src/db/commands.js';
+import { InvariantViolation } from '../src/errors.js';
+import type { CommandEnvelope } from '../src/protocol/runner-protocol.js';
 import { createLogger } from '../src/log.js';
 import { actorWorkflowId } from '../src/workflows/actor-api.js';
 import { createTestStack, type TestStack } from './harness/stack.js';
@@ -61,13 +67,15 @@ function reap(client: Client) {
   return reaperActivities({ db: stack.db, client, config, log: createLogger('test', 'silent') }).reap();
 }
 
-async function insertRunner(row: { lostAgoMs?: number; gatewayId?: string | null } = {}): Promise<string> {
+async function insertRunner(
+  row: { lostAgoMs?: number; gatewayId?: string | null; capacity?: number } = {},
+): Promise<string> {
   const runnerId = randomUUID();
   await stack.db.query(
     `INSERT INTO runners (runner_id, pool, actor_names, gateway_id, capacity, protocol_version, lost_at)
-     VALUES ($1, 'default', '{chat}', $2, 1, 2,
+     VALUES ($1, 'default', '{chat}', $2, $4, 2,
              CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() - make_interval(secs => $3::float8 / 1000) END)`,
-    [runnerId, row.gatewayId === undefined ? 'gw-1' : row.gatewayId, row.lostAgoMs ?? null],
+    [runnerId, row.gatewayId === undefined ? 'gw-1' : row.gatewayId, row.lostAgoMs ?? null, row.capacity ?? 1],
   );
   return runnerId;
 }
@@ -214,5 +222,118 @@ describe('an allocation racing a destroy', () => {
     });
     await destroyActor(stack.db, actorId, null);
     expect(await count('SELECT 1 FROM runners WHERE runner_id = $1 AND allocated = 0', [runnerId])).toBe(1);
+  });
+});
+
+describe('the allocation', () => {
+  const allocate = (actorId: string, generation: number) =>
+    allocateActor(stack.db, { actorId, generation, runnerLostMs: 15_000 });
+
+  async function allocated(): Promise<Record<string, number>> {
+    const { rows } = await stack.db.query<{ runner_id: string; allocated: number }>(
+      'SELECT runner_id, allocated FROM runners',
+    );
+    return Object.fromEntries(rows.map((r) => [r.runner_id, r.allocated]));
+  }
+
+  async function placement(actorId: string) {
+    const { rows } = await stack.db.query<{ generation: number; runner_id: string | null; state: string }>(
+      'SELECT generation, runner_id, state FROM actors WHERE actor_id = $1',
+      [actorId],
+    );
+    return rows[0];
+  }
+
+  it('takes a slot, answers a retry with the same runner, and keeps the slot when it stays', async () => {
+    const a = await insertRunner({ capacity: 2 });
+    const actorId = await insertActor();
+    expect(await allocate(actorId, 1)).toEqual({ runnerId: a });
+    expect(await placement(actorId)).toEqual({ generation: 1, runner_id: a, state: 'starting' });
+    expect(await allocate(actorId, 1)).toEqual({ runnerId: a }); // a retried activity
+    expect(await allocated()).toEqual({ [a]: 1 });
+    // The next generation on the same runner: one statement gives the slot back and takes it.
+    expect(await allocate(actorId, 2)).toEqual({ runnerId: a });
+    expect(await allocated()).toEqual({ [a]: 1 });
+    expect(await placement(actorId)).toEqual({ generation: 2, runner_id: a, state: 'starting' });
+  });
+
+  it('moves the slot to the runner with room, and without room changes nothing', async () => {
+    const a = await insertRunner({ capacity: 1 });
+    const actorId = await insertActor();
+    expect(await allocate(actorId, 1)).toEqual({ runnerId: a });
+    const b = await insertRunner({ capacity: 1 });
+    // `a` is full with this actor's own slot, which it gives back only once another is taken.
+    expect(await allocate(actorId, 2)).toEqual({ runnerId: b });
+    expect(await allocated()).toEqual({ [a]: 0, [b]: 1 });
+
+    const other = await insertActor();
+    expect(await allocate(other, 1)).toEqual({ runnerId: a });
+    const third = await insertActor();
+    expect(await allocate(third, 1)).toBeNull();
+    expect(await placement(third)).toEqual({ generation: 0, runner_id: null, state: 'allocating' });
+    expect(await allocated()).toEqual({ [a]: 1, [b]: 1 });
+  });
+
+  it('refuses a generation the row is past, and changes nothing', async () => {
+    const a = await insertRunner({ capacity: 2 });
+    const actorId = await insertActor();
+    await allocate(actorId, 1);
+    await allocate(actorId, 2);
+    await expect(allocate(actorId, 1)).rejects.toThrow(
+      new InvariantViolation(`actor ${actorId} is at generation 2, cannot allocate 1`),
+    );
+    await expect(allocate(randomUUID(), 1)).rejects.toThrow(InvariantViolation);
+    expect(await allocated()).toEqual({ [a]: 1 });
+    expect(await placement(actorId)).toEqual({ generation: 2, runner_id: a, state: 'starting' });
+  });
+
+  it('notifies the gateways of the placement once it commits', async () => {
+    const a = await insertRunner();
+    const actorId = await insertActor();
+    const listener = await stack.db.connect();
+    const notices: (ActorStateNotice | null)[] = [];
+    try {
+      listener.on('notification', (n) => notices.push(parseActorStateNotice(n.payload ?? '')));
+      await listener.query(`LISTEN ${ACTOR_STATE_CHANNEL}`);
+      await allocate(actorId, 1);
+      await waitFor(() => notices.length > 0, { timeoutMs: 5_000, message: 'the notice' });
+      await allocate(actorId, 1); // a retry changes nothing, and says nothing
+      await allocate(randomUUID(), 1).catch(() => undefined);
+      await listener.query('SELECT 1'); // any notice sent by now has arrived before this answer
+      expect(notices).toEqual([{ actorId, state: 'starting', generation: 1, runnerId: a }]);
+    } finally {
+      await listener.query(`UNLISTEN ${ACTOR_STATE_CHANNEL}`);
+      listener.release();
+    }
+  });
+});
+
+describe('the command queue', () => {
+  it('stores each command exactly as given, once however often it is sent', async () => {
+    const runnerId = await insertRunner();
+    const actorId = await insertActor({ runnerId, generation: 1 });
+    await stack.db.query(`UPDATE actors SET state = 'starting' WHERE actor_id = $1`, [actorId]);
+    const tricky = { text: 'a "quoted" \\ back\\slash, {braces}, commas, NULL, ünïcode 🐭', nested: [1, null, '}'] };
+    const commands: CommandEnvelope[] = [
+      {
+        actorId,
+        generation: 1,
+        idx: 0,
+        command: {
+          kind: 'startActor',
+          actorId,
+          name: 'chat',
+          key: actorId,
+          input: tricky,
+          generation: 1,
+          reason: 'create',
+          hibernatingRequests: [],
+        },
+      },
+      { actorId, generation: 1, idx: 1, command: { kind: 'stopActor', actorId, generation: 1, reason: 'sleep' } },
+    ];
+    expect(await insertCommands(stack.db, runnerId, commands)).toBe(2);
+    expect(await insertCommands(stack.db, runnerId, commands)).toBe(0);
+    expect(await pendingCommands(stack.db, runnerId)).toEqual(commands);
   });
 });

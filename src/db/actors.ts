@@ -202,6 +202,7 @@ const ALLOCATE_SQL = `WITH actor AS (
     SELECT pg_notify($4, json_build_object(
       'actorId', $1::uuid, 'state', 'starting', 'generation', $2::int, 'runnerId', p.runner_id)::text)
     FROM placed p)
+  -- A SELECT in a WITH runs only if referenced: the notices column is what makes the NOTIFY happen.
   SELECT a.generation, a.runner_id, a.destroyed, p.runner_id AS chosen, (SELECT count(*) FROM notified) AS notices
   FROM actor a LEFT JOIN placed p ON true`;
 
