@@ -31,6 +31,8 @@ export interface FakeActor {
   registryBroken: boolean;
   /** The registry row was destroyed (a destroy won the row lock): `allocateActor` answers `{destroyed}`, as the real one does then. */
   destroyed: boolean;
+  /** A local attempt of `recordActorState` fails (Postgres away for a moment); the regular one succeeds. */
+  localRecordsFail: boolean;
   /** Every attempt of every call, retries included. */
   attempts: ActivityCall['name'][];
   /** The attempts that ran as local activities. */
@@ -69,7 +71,11 @@ export class FakeActivities {
       if (actorId === undefined) throw ApplicationFailure.nonRetryable('insertAndSendCommands without commands');
       this.record({ name: 'insertAndSendCommands', input }, actorId);
     },
-    recordActorState: async (input) => void this.record({ name: 'recordActorState', input }, input.actorId),
+    recordActorState: async (input) => {
+      const actor = this.record({ name: 'recordActorState', input }, input.actorId);
+      if (actor.localRecordsFail && Context.current().info.isLocal)
+        throw ApplicationFailure.retryable('the registry is away for a moment', 'Transient');
+    },
     destroyActor: async (input) => {
       const actor = this.record({ name: 'destroyActor', input }, input.actorId);
       // An abandoned allocation attempt may still be running: let it end before the workflow
@@ -90,6 +96,7 @@ export class FakeActivities {
         capacity: true,
         registryBroken: false,
         destroyed: false,
+        localRecordsFail: false,
         attempts: [],
         localAttempts: [],
         calls: [],

@@ -470,6 +470,26 @@ describe('actor lifecycle: starts', () => {
     expect(actor.fake.attempts.filter((name) => name === 'listHibernatingRequests')).toHaveLength(1);
   });
 
+  it('records its states inside the workflow task; a failed local record goes again as the regular activity', async () => {
+    const actor = await givenActor('starting');
+    const mark = actor.fake.calls.length;
+    await actor.events(RUNNING);
+    expect(actor.callsSince(mark)).toEqual(['recordActorState running g1']);
+    expect(actor.fake.localAttempts).toEqual(['allocateAndSnapshot', 'recordActorState']);
+
+    actor.fake.localRecordsFail = true;
+    const attempts = actor.fake.attempts.length;
+    await actor.sleep();
+    expect(await actor.status()).toMatchObject({ state: 'stopping', generation: 1 });
+    // The stop goes first; then one local attempt of the record, and the regular activity, which succeeds.
+    expect(actor.fake.attempts.slice(attempts)).toEqual([
+      'insertAndSendCommands',
+      'recordActorState',
+      'recordActorState',
+    ]);
+    expect(actor.fake.localAttempts.slice(2)).toEqual(['recordActorState']);
+  });
+
   it('a wake from sleeping sends the snapshot it listed inside the StartActor (DESIGN §1)', async () => {
     const actor = await givenActor('sleeping');
     const snapshot: HibernatingRequestRef[] = [
