@@ -293,6 +293,11 @@ async function nextMessageOnGeneration2(client: TestClient, actorId: string): Pr
   expect(texts(after)).toEqual(['one', 'after']);
 }
 
+/** The actor once a crash has restarted it as generation 2 (restart policy). */
+function restartedAsGeneration2(actorId: string): Promise<ActorView> {
+  return waitForActor(api, actorId, (a) => a.state === 'running' && a.generation === 2, 'restarted', WAIT_MS);
+}
+
 describe('an uncaught exception in a handler of a woken actor', () => {
   it('in onMessage crashes it; under the restart policy a new generation takes the next message', async () => {
     const { actor, client, before } = await probeWithClient('throws-restart', 'one');
@@ -300,13 +305,7 @@ describe('an uncaught exception in a handler of a woken actor', () => {
     await rests(actorId, before.generation, 1);
 
     client.send('throw');
-    const restarted = await waitForActor(
-      api,
-      actorId,
-      (a) => a.state === 'running' && a.generation === 2,
-      'restarted',
-      WAIT_MS,
-    );
+    const restarted = await restartedAsGeneration2(actorId);
     expect(restarted).toMatchObject({ crashCount: 1, lastError: 'probe throws on message' });
     expect(await crashesLogged(actorId)).toEqual(['probe throws on message']);
 
@@ -345,13 +344,7 @@ describe('an uncaught exception in a handler of a woken actor', () => {
     ).toBe(202);
     await rests(actorId, 1, 1);
 
-    const restarted = await waitForActor(
-      api,
-      actorId,
-      (a) => a.state === 'running' && a.generation === 2,
-      'restarted',
-      WAIT_MS,
-    );
+    const restarted = await restartedAsGeneration2(actorId);
     expect(restarted).toMatchObject({ crashCount: 1, lastError: 'probe throws on alarm' });
     expect(await crashesLogged(actorId)).toEqual(['probe throws on alarm']);
     // The alarm was cleared before it ran: it does not fire again in the new generation.
